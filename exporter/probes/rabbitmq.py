@@ -1,0 +1,94 @@
+"""``rabbitmq``: connect to the broker and, for each configured queue, read its
+ready messages and consumers with a passive declare (which never creates it)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import ClassVar, Literal
+
+import pika
+import pika.exceptions
+from pydantic import Field, SecretStr
+
+from exporter.model import Measurement, Status
+from exporter.probes._queues import QueueCheck, judge_queue, queues_outcome
+from exporter.probes.base import (
+    BaseProbe,
+    ProbeConfig,
+    ProbeFailure,
+    describe_error,
+    url_password,
+)
+
+
+class RabbitmqConfig(ProbeConfig):
+    type: Literal["rabbitmq"]
+    url: SecretStr = Field(description="amqp://user:password@host:5672/vhost")
+    queues: list[QueueCheck] = Field(default_factory=list)
+
+
+def connection_parameters(url: str, timeout: float) -> pika.URLParameters:
+    params = pika.URLParameters(url)
+    # pika blocks in a thread that cannot be cancelled: every wait has a bound.
+    params.socket_timeout = timeout
+    params.stack_timeout = timeout
+    params.blocked_connection_timeout = timeout
+    params.connection_attempts = 1
+    params.retry_delay = 0
+    params.heartbeat = 0
+    params.client_properties = {"connection_name": "pipeline-monitor"}
+    return params
+
+
+def broker_error(exc: BaseException) -> str:
+    if isinstance(exc, pika.exceptions.ChannelClosedByBroker):
+        return f"{exc.reply_code} {exc.reply_text}"
+    if isinstance(exc, pika.exceptions.ProbableAuthenticationError):
+        return "authentication failed (check the user name and password)"
+    if isinstance(exc, pika.exceptions.AMQPConnectionError) and exc.args:
+        inner = exc.args[0]
+        if isinstance(inner, BaseException):
+            return describe_error(inner)
+    return describe_error(exc)
+
+
+class Probe(BaseProbe):
+    kind: ClassVar[str] = "rabbitmq"
+    Config: ClassVar[type[RabbitmqConfig]] = RabbitmqConfig
+    config: RabbitmqConfig
+
+    async def check(self) -> tuple[Status, list[Measurement], str | None]:
+        try:
+            counts = await self.context.in_thread(self._blocking_check)
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            raise ProbeFailure(broker_error(exc)) from None
+        verdicts = [
+            judge_queue(check, messages, consumers)
+            for check, (messages, consumers) in zip(self.config.queues, counts, strict=True)
+        ]
+        return queues_outcome(verdicts, f"connected; {len(counts)} queue(s) checked")
+
+    def _blocking_check(self) -> list[tuple[int, int]]:
+        params = connection_parameters(self.config.url.get_secret_value(), self.timeout * 0.9)
+        connection = pika.BlockingConnection(params)
+        try:
+            counts = []
+            for check in self.config.queues:
+                channel = connection.channel()
+                try:
+                    frame = channel.queue_declare(check.name, passive=True)
+                except pika.exceptions.ChannelClosedByBroker as exc:
+                    if exc.reply_code == 404:
+                        raise ProbeFailure(f"queue {check.name!r} does not exist") from None
+                    raise
+                counts.append((frame.method.message_count, frame.method.consumer_count))
+                if channel.is_open:
+                    channel.close()
+            return counts
+        finally:
+            if connection.is_open:
+                connection.close()
+
+    def secrets(self) -> Iterable[str]:
+        url = self.config.url.get_secret_value()
+        return [url, *url_password(url)]

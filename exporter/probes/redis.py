@@ -1,0 +1,95 @@
+"""``redis``: PING, and the length of each configured list or stream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import ClassVar, Literal
+
+import redis.asyncio as aioredis
+import redis.exceptions
+from pydantic import Field, SecretStr
+
+from exporter.model import Measurement, Status
+from exporter.probes._queues import QueueCheck, judge_queue, queues_outcome
+from exporter.probes.base import (
+    BaseProbe,
+    ProbeConfig,
+    ProbeContext,
+    ProbeFailure,
+    describe_error,
+    url_password,
+)
+
+
+class RedisKey(QueueCheck):
+    kind: Literal["auto", "list", "stream"] = Field(
+        default="auto", description="auto reads the key's type on each run"
+    )
+
+
+class RedisConfig(ProbeConfig):
+    type: Literal["redis"]
+    url: SecretStr = Field(description="redis://[:password@]host:6379/0")
+    keys: list[RedisKey] = Field(default_factory=list)
+
+
+class Probe(BaseProbe):
+    kind: ClassVar[str] = "redis"
+    Config: ClassVar[type[RedisConfig]] = RedisConfig
+    config: RedisConfig
+
+    def __init__(self, config: RedisConfig, context: ProbeContext) -> None:
+        super().__init__(config, context)
+        self._client: aioredis.Redis | None = None
+
+    def _redis(self) -> aioredis.Redis:
+        if self._client is None:
+            self._client = aioredis.Redis.from_url(
+                self.config.url.get_secret_value(),
+                socket_connect_timeout=self.timeout * 0.9,
+                socket_timeout=self.timeout * 0.9,
+                retry_on_timeout=False,
+                client_name="pipeline-monitor",
+            )
+        return self._client
+
+    async def check(self) -> tuple[Status, list[Measurement], str | None]:
+        client = self._redis()
+        try:
+            await client.ping()
+            verdicts = [
+                judge_queue(key, await self._length(client, key), None) for key in self.config.keys
+            ]
+        except (redis.exceptions.RedisError, OSError) as exc:
+            await self.reset()
+            raise ProbeFailure(describe_error(exc)) from None
+        except asyncio.CancelledError:
+            await self.reset()
+            raise
+        return queues_outcome(verdicts, f"PONG; {len(verdicts)} key(s) checked")
+
+    async def _length(self, client: aioredis.Redis, key: RedisKey) -> int:
+        kind: str = key.kind
+        if kind == "auto":
+            found = await client.type(key.name)
+            kind = found.decode() if isinstance(found, bytes) else str(found)
+            if kind == "none":
+                return 0  # an empty list or stream does not exist in Redis
+        if kind == "list":
+            return int(await client.llen(key.name))
+        if kind == "stream":
+            return int(await client.xlen(key.name))
+        raise ProbeFailure(f"key {key.name!r} is a {kind}, not a list or stream")
+
+    async def reset(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                await asyncio.wait_for(client.aclose(), 1.0)
+            except (asyncio.TimeoutError, redis.exceptions.RedisError, OSError):
+                pass
+
+    def secrets(self) -> Iterable[str]:
+        url = self.config.url.get_secret_value()
+        return [url, *url_password(url)]

@@ -1,0 +1,172 @@
+"""Runs every component's probes in the background, every check interval.
+
+All components are probed concurrently and each probe under its own timeout, so
+a hung dependency costs its own component the timeout and nothing else: the
+other components keep their schedule and a scrape never waits for a probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+
+from exporter.audit import AuditLog
+from exporter.model import ProbeResult, Status
+from exporter.probes.base import Probe, SwitchableProbe, describe_error, scrub
+from exporter.state import ComponentState, PipelineState
+
+log = logging.getLogger(__name__)
+
+
+class ProbeScheduler:
+    def __init__(
+        self,
+        state: PipelineState,
+        probes: Mapping[str, Sequence[Probe]],
+        interval: float,
+        audit: AuditLog | None = None,
+    ) -> None:
+        self.state = state
+        self.probes = {name: list(found) for name, found in probes.items()}
+        self.interval = interval
+        self.audit = audit
+        self.cycles = 0
+        self._inflight: dict[str, asyncio.Task[ComponentState]] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+        for name in self.probes:
+            self._sync_targets(name)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._loop_task is None:
+            self._loop_task = asyncio.create_task(self._run_forever(), name="probe-scheduler")
+
+    async def stop(self) -> None:
+        task, self._loop_task = self._loop_task, None
+        pending = [t for t in self._inflight.values() if not t.done()]
+        for t in [task, *pending]:
+            if t is not None:
+                t.cancel()
+        await asyncio.gather(
+            *(t for t in [task, *pending] if t is not None), return_exceptions=True
+        )
+        for probes in self.probes.values():
+            for probe in probes:
+                try:
+                    await probe.close()
+                except Exception:  # closing must go on for the others
+                    log.exception("closing probe %s failed", probe.name)
+
+    async def _run_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            self._start_cycle()
+            next_at += self.interval
+            now = loop.time()
+            if next_at < now:  # the loop was starved: skip missed ticks, don't burst
+                next_at = now + self.interval
+            await asyncio.sleep(next_at - now)
+
+    # -- cycles ----------------------------------------------------------------
+
+    def _start_cycle(
+        self, components: Sequence[str] | None = None
+    ) -> list[asyncio.Task[ComponentState]]:
+        self.cycles += 1
+        tasks = []
+        for name in components or list(self.probes):
+            task = self._inflight.get(name)
+            # A component whose previous run has not ended joins that run
+            # rather than stacking a second one on a slow dependency.
+            if task is None or task.done():
+                task = asyncio.create_task(self._check_component(name), name=f"probe-{name}")
+                self._inflight[name] = task
+            tasks.append(task)
+        return tasks
+
+    async def run_cycle(self, components: Sequence[str] | None = None) -> None:
+        """Probe now and wait for the results. Concurrent callers share the runs."""
+        tasks = self._start_cycle(components)
+        # Shielded: a caller that goes away (an HTTP client hanging up) must not
+        # cancel runs that other callers and the schedule rely on.
+        await asyncio.shield(asyncio.gather(*tasks))
+
+    async def check_component(self, name: str) -> ComponentState:
+        """Probe one component now (repair verification uses this)."""
+        if name not in self.probes:
+            raise KeyError(name)
+        (task,) = self._start_cycle([name])
+        return await asyncio.shield(task)
+
+    async def _check_component(self, name: str) -> ComponentState:
+        probes = self.probes[name]
+        results = await asyncio.gather(*(self._run_probe(name, p) for p in probes))
+        self._sync_targets(name)
+        component = self.state.components[name]
+        transition = self.state.record(
+            name, dict(zip([p.name for p in probes], results, strict=True))
+        )
+        if self.audit is not None:
+            self.audit.health_check(
+                name, component.status.value, component.latency_seconds * 1000, component.error
+            )
+            if transition is not None and transition.to_status is Status.UNHEALTHY:
+                self.audit.failure_detected(name, component.error)
+        return component
+
+    async def _run_probe(self, component: str, probe: Probe) -> ProbeResult:
+        started = time.perf_counter()
+        try:
+            result = await asyncio.wait_for(probe.run(), probe.timeout)
+        except asyncio.TimeoutError:
+            result = ProbeResult.unhealthy(
+                f"no answer within {probe.timeout:g}s (timed out)", probe.timeout
+            )
+        except Exception as exc:  # a broken probe is reported, never fatal
+            log.exception("probe %s of %s crashed", probe.name, component)
+            result = ProbeResult.unhealthy(
+                f"probe crashed: {describe_error(exc)}", time.perf_counter() - started
+            )
+        if result.error:
+            secrets = list(probe.secrets())
+            if secrets:
+                result = ProbeResult(
+                    result.status,
+                    result.latency_seconds,
+                    scrub(result.error, secrets),
+                    result.measurements,
+                    result.detail and scrub(result.detail, secrets),
+                )
+        return result
+
+    # -- storage targets and client resets (used by repair actions) ------------
+
+    def _sync_targets(self, name: str) -> None:
+        component = self.state.components[name]
+        for probe in self.probes[name]:
+            if isinstance(probe, SwitchableProbe) and len(probe.targets) > 1:
+                component.targets = probe.targets
+                component.active_target = probe.active_target
+                return
+
+    def switchable(self, name: str) -> SwitchableProbe | None:
+        for probe in self.probes.get(name, []):
+            if isinstance(probe, SwitchableProbe) and len(probe.targets) > 1:
+                return probe
+        return None
+
+    def switch_target(self, name: str, target: str) -> None:
+        probe = self.switchable(name)
+        if probe is None:
+            raise ValueError(f"component {name!r} has no storage probe with a secondary target")
+        probe.switch_to(target)
+        self._sync_targets(name)
+
+    async def reset(self, name: str) -> None:
+        """Drop the component's clients so that the next run reconnects."""
+        for probe in self.probes[name]:
+            await probe.reset()

@@ -1,0 +1,129 @@
+"""The service's configuration: the monitor's, plus server, API, recovery,
+history and status page sections."""
+
+from __future__ import annotations
+
+import zoneinfo
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from exporter.config import MonitorConfig
+from exporter.probes.base import SecretsFromFiles, StrictModel
+from exporter.units import Bytes, Seconds
+from recovery_webhook.actions import action_config_union, default_rules
+from recovery_webhook.actions.base import ActionConfig
+
+if TYPE_CHECKING:
+    ActionConfigs = ActionConfig
+else:
+    ActionConfigs = Annotated[action_config_union(), Field(discriminator="type")]
+
+
+class ServerConfig(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_body_bytes: Bytes = 1 << 20
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="origins allowed to read the read-only endpoints ('*' for any)",
+    )
+
+
+class ApiConfig(SecretsFromFiles):
+    token: SecretStr | None = Field(
+        default=None,
+        description="bearer token of the mutating endpoints; generated into the state"
+        " directory when neither this nor PIPELINE_API_TOKEN(_FILE) is set",
+    )
+
+
+class RecoveryRule(StrictModel):
+    alertname: str | list[str] = Field(description="alert name(s); '*' matches any")
+    component: str | None = Field(default=None, description="component; omitted matches any")
+    matchers: dict[str, str] = Field(
+        default_factory=dict, description="further labels the alert must carry"
+    )
+    actions: list[ActionConfigs] = Field(
+        default_factory=list,
+        description="tried in order until the component is healthy; empty: escalate at once",
+    )
+
+    def matches(self, alertname: str, component: str, labels: dict[str, str]) -> bool:
+        names = [self.alertname] if isinstance(self.alertname, str) else self.alertname
+        if "*" not in names and alertname not in names:
+            return False
+        if self.component is not None and self.component != component:
+            return False
+        return all(labels.get(k) == v for k, v in self.matchers.items())
+
+
+class RecoveryConfig(StrictModel):
+    enabled: bool = True
+    dry_run: bool = False
+    max_attempts: int = Field(default=3, ge=1, description="failed repairs before escalating")
+    window: Seconds = Field(default=3600.0, description="where failed repairs are counted")
+    retry_delay: Seconds = Field(
+        default=60.0, description="pause before retrying a failed repair of a firing alert"
+    )
+    action_timeout: Seconds = Field(default=60.0, description="default per-action timeout")
+    verify_timeout: Seconds = Field(
+        default=30.0, description="how long an action's effect is re-probed for"
+    )
+    verify_interval: Seconds = 2.0
+    rules: list[RecoveryRule] = Field(default_factory=default_rules, validate_default=True)
+
+
+class HistoryConfig(StrictModel):
+    path: Path | None = Field(
+        default=None, description="SQLite file; default: history.sqlite3 in the state directory"
+    )
+    retention: Seconds = Field(default=90 * 86400.0, description="how long events are kept")
+
+
+class StatusPageConfig(StrictModel):
+    title: str = "Publishing pipeline status"
+    refresh_seconds: int = Field(default=5, ge=1, le=300)
+    newsroom_contact: str | None = Field(
+        default=None, description="who editors call when publishing is down"
+    )
+    timezone: str = Field(default="UTC", description="for times in editors' messages")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {name!r} (use an IANA name such as 'Europe/London')"
+            ) from None
+        return name
+
+
+class AppConfig(MonitorConfig):
+    server: ServerConfig = ServerConfig()
+    api: ApiConfig = ApiConfig()
+    recovery: RecoveryConfig = RecoveryConfig()
+    history: HistoryConfig = HistoryConfig()
+    status_page: StatusPageConfig = StatusPageConfig()
+
+    @model_validator(mode="after")
+    def _rules_name_components(self) -> AppConfig:
+        if "rules" not in self.recovery.model_fields_set:
+            # The built-in rules cover the seed's five components; keep those present.
+            rules = [r for r in self.recovery.rules if r.component in self.components]
+            object.__setattr__(self, "recovery", self.recovery.model_copy(update={"rules": rules}))
+        for index, rule in enumerate(self.recovery.rules):
+            if rule.component is not None and rule.component not in self.components:
+                known = ", ".join(self.components)
+                raise ValueError(
+                    f"recovery.rules.{index}.component: {rule.component!r} is not a configured"
+                    f" component ({known})"
+                )
+        return self
+
+    @property
+    def history_path(self) -> Path:
+        return self.history.path or self.state_dir / "history.sqlite3"
