@@ -1,4 +1,8 @@
-"""The aiohttp application: one process, one port, everything mounted."""
+"""The composition root: one aiohttp application, one port, everything mounted.
+
+``/metrics`` (the exporter's registry), the Alertmanager webhook, the JSON API,
+the OpenAPI description and the editors' status page.
+"""
 
 from __future__ import annotations
 
@@ -9,42 +13,41 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from exporter.monitor import Monitor
+from recovery_webhook import api, openapi, page
+from recovery_webhook.auth import resolve_token
 from recovery_webhook.config import AppConfig
+from recovery_webhook.service import PipelineService
 
 log = logging.getLogger(__name__)
 
-CONFIG = web.AppKey("config", AppConfig)
-MONITOR = web.AppKey("monitor", Monitor)
 
-
-def make_app(config: AppConfig) -> web.Application:
-    app = web.Application(client_max_size=config.server.max_body_bytes)
-    app[CONFIG] = config
-    app.cleanup_ctx.append(_monitor_ctx)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics)
+def make_app(config: AppConfig, token: str | None = None) -> web.Application:
+    """Build the application; the service starts and stops with it."""
+    app = web.Application(
+        # Bodies are capped twice: by Content-Length up front (body_limit), and
+        # while reading, for chunked bodies that carry no length.
+        client_max_size=config.server.max_body_bytes,
+        middlewares=[api.cors, api.errors_as_json, api.body_limit, api.bearer_auth],
+    )
+    app[api.CONFIG] = config
+    app[api.TOKEN] = token if token is not None else resolve_token(config)
+    app.cleanup_ctx.append(_service_ctx)
+    api.add_routes(app)
+    openapi.add_routes(app)
+    page.add_routes(app)
     return app
 
 
-async def _monitor_ctx(app: web.Application) -> AsyncIterator[None]:
-    monitor = Monitor(app[CONFIG])
-    app[MONITOR] = monitor
-    await monitor.start()
+async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
+    service = PipelineService(app[api.CONFIG])
+    app[api.SERVICE] = service
+    await service.start()
     yield
-    await monitor.stop()
-
-
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def metrics(request: web.Request) -> web.StreamResponse:
-    return await request.app[MONITOR].handle_metrics(request)
+    await service.stop()
 
 
 async def serve(config: AppConfig) -> None:
-    """Run until SIGINT or SIGTERM, then stop taking work and close everything."""
+    """Run until SIGINT or SIGTERM; then stop taking work and close everything."""
     app = make_app(config)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()

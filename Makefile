@@ -1,0 +1,39 @@
+# Two commands do all the set-up on a fresh Debian machine:
+#   make run    install into .venv and start the monitor with the built-in config
+#   make test   install what the tests need (apt packages too, when root), then
+#               ruff, mypy and pytest
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+APT_PACKAGES := prometheus prometheus-alertmanager prometheus-blackbox-exporter chromium
+
+.PHONY: run test venv test-deps lint typecheck pytest clean
+
+$(BIN)/pipeline-monitor: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(BIN)/pipeline-monitor
+
+run: venv
+	$(BIN)/pipeline-monitor run $(ARGS)
+
+test-deps: venv
+	deploy/install-test-deps $(APT_PACKAGES)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+pytest: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test: test-deps lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,211 @@
+"""HTTP endpoints: the Alertmanager webhook, the seed's JSON API, health.
+
+Mutating endpoints need the bearer token; read-only ones answer anyone, and
+browsers on configured origins (CORS). Errors are JSON: ``{"error": ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from recovery_webhook.alerts import PayloadError, parse_payload
+from recovery_webhook.auth import check_bearer
+from recovery_webhook.config import AppConfig
+from recovery_webhook.editor import iso
+from recovery_webhook.engine import RepairInProgress, UnknownComponent
+from recovery_webhook.service import PipelineService
+
+log = logging.getLogger(__name__)
+
+SERVICE = web.AppKey("service", PipelineService)
+TOKEN = web.AppKey("token", str)
+CONFIG = web.AppKey("config", AppConfig)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+MUTATING = {
+    "/api/alertmanager/webhook",
+    "/api/pipeline/force-check",
+}
+MUTATING_PREFIXES = ("/api/pipeline/recovery/",)
+READ_ONLY = {
+    "/api/pipeline/status",
+    "/api/pipeline/editor-message",
+    "/api/pipeline/metrics",
+    "/api/pipeline/history",
+    "/api/openapi.json",
+    "/healthz",
+}
+
+
+def error(status: int, message: str, **extra: Any) -> web.Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="pipeline-monitor"'} if status == 401 else None
+    return web.json_response({"error": message, **extra}, status=status, headers=headers)
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or not request.path.startswith("/api/"):
+            raise
+        message = exc.reason
+        if exc.status == 413:
+            message = (
+                f"request body too large (limit {request.app[CONFIG].server.max_body_bytes} bytes)"
+            )
+        return error(exc.status, message)
+
+
+@web.middleware
+async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    path = request.path
+    if request.method != "OPTIONS" and (path in MUTATING or path.startswith(MUTATING_PREFIXES)):
+        status = check_bearer(request.headers.get("Authorization"), request.app[TOKEN])
+        if status == 401:
+            return error(401, "missing bearer token (Authorization: Bearer <token>)")
+        if status == 403:
+            return error(403, "wrong bearer token")
+    return await handler(request)
+
+
+@web.middleware
+async def body_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse an oversized body from its Content-Length, before reading any of it."""
+    limit = request.app[CONFIG].server.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        return error(413, f"request body too large (limit {limit} bytes)")
+    return await handler(request)
+
+
+@web.middleware
+async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    origins = request.app[CONFIG].server.cors_origins
+    origin = request.headers.get("Origin")
+    allowed = bool(origin) and request.path in READ_ONLY and ("*" in origins or origin in origins)
+    if request.method == "OPTIONS" and request.path in READ_ONLY:
+        response: web.StreamResponse = web.Response(status=204)
+    else:
+        response = await handler(request)
+    if allowed:
+        response.headers["Access-Control-Allow-Origin"] = "*" if "*" in origins else str(origin)
+        response.headers["Access-Control-Allow-Methods"] = "GET, OPTIONS"
+        response.headers["Access-Control-Max-Age"] = "600"
+        if "*" not in origins:
+            response.headers["Vary"] = "Origin"
+    return response
+
+
+# -- handlers ----------------------------------------------------------------------
+
+
+async def alertmanager_webhook(request: web.Request) -> web.Response:
+    try:
+        data = await request.json()
+    except json.JSONDecodeError:
+        return error(400, "the body is not JSON")
+    except UnicodeDecodeError:
+        return error(400, "the body is not UTF-8")
+    try:
+        alerts = parse_payload(data)
+    except PayloadError as exc:
+        return error(400, f"invalid Alertmanager payload: {exc}", field=exc.field)
+    result = await request.app[SERVICE].engine.receive(alerts)
+    return web.json_response(
+        {
+            "status": "accepted",
+            "received": result.received,
+            "new": result.new,
+            "duplicates": result.duplicates,
+            "resolved": result.resolved,
+            "repairs_queued": result.repairs_queued,
+        }
+    )
+
+
+async def pipeline_status(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[SERVICE].status())
+
+
+async def editor_message(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    view = service.editor()
+    return web.json_response(
+        {
+            "message": view.message,
+            "status": view.status,
+            "can_publish": view.can_publish,
+            "timestamp": iso(time.time()),
+            "state": view.state,
+            "headline": view.headline,
+            "short": view.short,
+            "details": view.details,
+            "advice": view.advice,
+            "notified_at": iso(view.notified_at),
+            "components": [c.as_json() for c in view.components],
+        }
+    )
+
+
+async def manual_recovery(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    component = request.match_info["component"]
+    try:
+        attempt = await service.attempt_recovery(component)
+    except UnknownComponent:
+        valid = list(service.config.components)
+        return error(404, f"unknown component {component!r}", valid_components=valid)
+    except RepairInProgress:
+        return error(409, f"a repair of {component} is already running; try again when it ends")
+    return web.json_response(attempt.as_json())
+
+
+async def pipeline_metrics(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[SERVICE].metrics_summary())
+
+
+async def force_check(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    await service.force_check()
+    return web.json_response(await service.status())
+
+
+async def history(request: web.Request) -> web.Response:
+    raw = request.query.get("limit", "50")
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 1000:
+        return error(
+            400, f"limit must be a whole number from 1 to 1000, got {raw!r}", field="limit"
+        )
+    events = await request.app[SERVICE].history_events(limit)
+    return web.json_response({"events": events, "count": len(events), "limit": limit})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    return await request.app[SERVICE].monitor.handle_metrics(request)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_post("/api/alertmanager/webhook", alertmanager_webhook)
+    app.router.add_get("/api/pipeline/status", pipeline_status)
+    app.router.add_get("/api/pipeline/editor-message", editor_message)
+    app.router.add_post("/api/pipeline/recovery/{component}", manual_recovery)
+    app.router.add_get("/api/pipeline/metrics", pipeline_metrics)
+    app.router.add_post("/api/pipeline/force-check", force_check)
+    app.router.add_get("/api/pipeline/history", history)
