@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh Debian machine:
-#   make run    install into .venv and start the monitor with the built-in config
+#   make run    install into .venv and start the monitor with the built-in config,
+#               with Prometheus and Alertmanager beside it (deploy/localstack.py)
 #   make test   install what the tests need (apt packages too, when root), then
 #               ruff, mypy and pytest
 PYTHON ?= python3
@@ -18,7 +19,7 @@ $(BIN)/pipeline-monitor: pyproject.toml
 venv: $(BIN)/pipeline-monitor
 
 run: venv
-	$(BIN)/pipeline-monitor run $(ARGS)
+	$(BIN)/python deploy/localstack.py $(ARGS)
 
 test-deps: venv
 	deploy/install-test-deps $(APT_PACKAGES)

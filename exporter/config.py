@@ -7,19 +7,21 @@ this host. The seed's environment variables override the file.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from exporter.probes import probe_config_union
 from exporter.probes.base import ProbeConfig, StrictModel, read_secret_file
-from exporter.units import Bytes, Seconds
+from exporter.units import Bytes, Seconds, parse_duration
 
 ENV_CONFIG = "PIPELINE_CONFIG"
 ENV_STATE_DIR = "PIPELINE_STATE_DIR"
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
     ProbeConfigs = ProbeConfig
 else:
     ProbeConfigs = Annotated[probe_config_union(), Field(discriminator="type")]
+
+DEFAULT_PROBE_TIMEOUT = 5.0
 
 COMPONENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
@@ -136,6 +140,28 @@ class MonitorConfig(StrictModel):
                 )
         return components
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_timeouts(cls, data: Any) -> Any:
+        """A probe without ``timeout`` gets 5s, or 80% of a shorter check interval."""
+        if not isinstance(data, dict) or not isinstance(data.get("components"), dict):
+            return data
+        try:
+            interval = float(parse_duration(data.get("check_interval", 30.0)))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return data  # the field's own validation reports it
+        default = min(DEFAULT_PROBE_TIMEOUT, 0.8 * interval)
+        components = {}
+        for name, component in data["components"].items():
+            if isinstance(component, dict) and isinstance(component.get("probes"), list):
+                probes = [
+                    {"timeout": default, **probe} if isinstance(probe, dict) else probe
+                    for probe in component["probes"]
+                ]
+                component = {**component, "probes": probes}
+            components[name] = component
+        return {**data, "components": components}
+
     @model_validator(mode="after")
     def _timeouts_fit_interval(self) -> MonitorConfig:
         for cname, component in self.components.items():
@@ -232,7 +258,7 @@ def load_config(
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(source, exc)) from None
+        raise ConfigError(format_validation_error(source, exc, model)) from None
 
 
 def env_secret(env: Mapping[str, str], name: str) -> str | None:
@@ -302,11 +328,51 @@ def _with_database_url(components: dict[str, Any], url: str) -> dict[str, Any]:
     return components
 
 
-def format_validation_error(source: str, exc: ValidationError) -> str:
+@functools.cache
+def _kind_tags(model: type[BaseModel]) -> frozenset[str]:
+    """The ``type:`` values of every probe/action kind reachable from ``model``.
+
+    Pydantic puts the kind into an error's location ("probes.0.tcp.timeout");
+    knowing the kinds lets the message drop it.
+    """
+    found: set[str] = set()
+    seen: set[type[BaseModel]] = set()
+
+    def visit(annotation: Any) -> None:
+        for arg in typing.get_args(annotation):
+            visit(arg)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if annotation in seen:
+                return
+            seen.add(annotation)
+            kind = annotation.model_fields.get("type")
+            if kind is not None:
+                found.update(a for a in typing.get_args(kind.annotation) if isinstance(a, str))
+            for field in annotation.model_fields.values():
+                visit(field.annotation)
+
+    visit(model)
+    return frozenset(found)
+
+
+def format_validation_error(
+    source: str, exc: ValidationError, model: type[BaseModel] | None = None
+) -> str:
+    tags = _kind_tags(model) if model is not None else frozenset()
     lines = [f"{source}: invalid configuration"]
     for error in exc.errors(include_url=False):
-        loc = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = error["msg"]
+        parts = list(error["loc"])
+        # Drop the union tag pydantic inserts after a list index ("probes.0.tcp.timeout").
+        parts = [
+            part
+            for i, part in enumerate(parts)
+            if not (i > 0 and isinstance(parts[i - 1], int) and part in tags)
+        ]
+        loc = ".".join(str(part) for part in parts)
+        message = error["msg"].removeprefix("Value error, ")
+        if not loc:
+            lines.append(f"  {message}")
+            continue
         value = error.get("input")
         secret = any(
             "dsn" in str(part)
