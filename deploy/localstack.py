@@ -16,6 +16,7 @@ The functions that render the two configs are also what the end-to-end tests use
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -193,22 +194,65 @@ def wait_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None 
 
 
 def start(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    handle = open(log, "ab")  # noqa: SIM115 - the child owns it
-    return subprocess.Popen(
-        argv, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    # The child gets its own copy of the descriptor; ours is closed at once.
+    with open(log, "ab") as handle:
+        return subprocess.Popen(
+            argv, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+
+
+def start_alertmanager(
+    binary: str, config: Path, work: Path, address: str
+) -> subprocess.Popen[bytes]:
+    """A single Alertmanager (no cluster) with its data and log in ``work``."""
+    return start(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.path={work / 'alertmanager'}",
+            f"--web.listen-address={address}",
+            "--cluster.listen-address=",
+        ],
+        work / "alertmanager.log",
+    )
+
+
+# Prometheus sends a firing alert to Alertmanager again only after the resend
+# delay (1m by default), even when the first send was dropped because the
+# Alertmanager was not discovered yet (the first evaluations after start-up):
+# the fast profile shortens it as it shortens everything else (1m / 15).
+FAST_PROMETHEUS_FLAGS = ["--rules.alert.resend-delay=4s"]
+
+
+def start_prometheus(
+    binary: str, config: Path, work: Path, address: str, fast: bool = False
+) -> subprocess.Popen[bytes]:
+    """Prometheus with its TSDB and log in ``work``."""
+    return start(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={work / 'prometheus'}",
+            f"--web.listen-address={address}",
+            *(FAST_PROMETHEUS_FLAGS if fast else []),
+        ],
+        work / "prometheus.log",
     )
 
 
 def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
     for process in processes:
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
+            # It may exit between the poll and the kill.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
     for process in processes:
         try:
             process.wait(max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
 
@@ -299,26 +343,11 @@ def main(argv: list[str] | None = None) -> int:
                 sink.heartbeat_url,
                 timing,
             )
-            am = start(
-                [
-                    alertmanager,
-                    f"--config.file={am_config}",
-                    f"--storage.path={work / 'alertmanager'}",
-                    f"--web.listen-address={am_address}",
-                    "--cluster.listen-address=",
-                ],
-                work / "alertmanager.log",
-            )
+            am = start_alertmanager(alertmanager, am_config, work, am_address)
             processes.append(am)
             prom_config = render_prometheus(work, f"127.0.0.1:{args.port}", am_address, args.fast)
-            prom = start(
-                [
-                    prometheus,
-                    f"--config.file={prom_config}",
-                    f"--storage.tsdb.path={work / 'prometheus'}",
-                    f"--web.listen-address=127.0.0.1:{args.prometheus_port}",
-                ],
-                work / "prometheus.log",
+            prom = start_prometheus(
+                prometheus, prom_config, work, f"127.0.0.1:{args.prometheus_port}", args.fast
             )
             processes.append(prom)
             wait_http(f"http://{am_address}/-/ready", 30, am)

@@ -175,14 +175,19 @@ class PipelineCollector(Collector):
             changed.add_metric([name], component.since)
             if component.last_check is not None:
                 last_run.add_metric([name], component.last_check)
+            # Two probes of one component may measure the same series (a primary
+            # and a replica database): export the first, never a duplicate.
+            exported: set[tuple[str, ...]] = set()
             for probe, result in component.probes.items():
                 success.add_metric([name, probe], 0.0 if result.status is Status.UNHEALTHY else 1.0)
                 duration.add_metric([name, probe], result.latency_seconds)
                 for m in result.measurements:
                     extra = MEASUREMENT_METRICS[m.metric][2]
-                    measured[m.metric].add_metric(
-                        [name, *(m.labels.get(label, "") for label in extra)], m.value
-                    )
+                    labels = [name, *(m.labels.get(label, "") for label in extra)]
+                    if (m.metric, *labels) in exported:
+                        continue
+                    exported.add((m.metric, *labels))
+                    measured[m.metric].add_metric(labels, m.value)
 
 
 def make_registry(collector: PipelineCollector) -> CollectorRegistry:

@@ -75,7 +75,8 @@ class TransitionNotifier:
         self._task = asyncio.create_task(self._run(), name="alert-webhook")
 
     async def stop(self, drain_timeout: float = 2.0) -> None:
-        if self._task is None:
+        task, self._task = self._task, None
+        if task is None:
             return
         try:
             await asyncio.wait_for(self._queue.join(), drain_timeout)
@@ -83,9 +84,9 @@ class TransitionNotifier:
             log.warning(
                 "alert webhook: %d notification(s) not sent at shutdown", self._queue.qsize()
             )
-        self._task.cancel()
+        task.cancel()
         try:
-            await self._task
+            await task
         except asyncio.CancelledError:
             pass
 

@@ -34,6 +34,8 @@ class ProbeScheduler:
         self.audit = audit
         self.cycles = 0
         self._inflight: dict[str, asyncio.Task[ComponentState]] = {}
+        # Probe runs cancelled at their timeout that have not finished unwinding.
+        self._abandoned: dict[Probe, asyncio.Future[ProbeResult]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         for name in self.probes:
             self._sync_targets(name)
@@ -76,7 +78,8 @@ class ProbeScheduler:
     def _start_cycle(
         self, components: Sequence[str] | None = None
     ) -> list[asyncio.Task[ComponentState]]:
-        self.cycles += 1
+        if components is None:
+            self.cycles += 1
         tasks = []
         for name in components or list(self.probes):
             task = self._inflight.get(name)
@@ -120,17 +123,43 @@ class ProbeScheduler:
 
     async def _run_probe(self, component: str, probe: Probe) -> ProbeResult:
         started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + probe.timeout
+        previous = self._abandoned.pop(probe, None)
+        if previous is not None and not previous.done():
+            # A run that timed out is still cleaning up its client: wait for it
+            # (within this run's budget) rather than fight over its connection.
+            await asyncio.wait({previous}, timeout=probe.timeout)
+            if not previous.done():
+                self._abandoned[probe] = previous
+                return ProbeResult.unhealthy(
+                    f"no answer within {probe.timeout:g}s (timed out;"
+                    " the previous run has not ended yet)",
+                    probe.timeout,
+                )
+        run = asyncio.ensure_future(probe.run())
         try:
-            result = await asyncio.wait_for(probe.run(), probe.timeout)
-        except asyncio.TimeoutError:
+            await asyncio.wait({run}, timeout=max(deadline - loop.time(), 0.0))
+        except asyncio.CancelledError:
+            run.cancel()
+            raise
+        if not run.done():
+            # Cancel without waiting: a client's own clean-up (psycopg cancels the
+            # query on the server for up to 10 s) must not hold back the verdict.
+            run.cancel()
+            run.add_done_callback(_ignore_outcome)
+            self._abandoned[probe] = run
             result = ProbeResult.unhealthy(
                 f"no answer within {probe.timeout:g}s (timed out)", probe.timeout
             )
-        except Exception as exc:  # a broken probe is reported, never fatal
-            log.exception("probe %s of %s crashed", probe.name, component)
-            result = ProbeResult.unhealthy(
-                f"probe crashed: {describe_error(exc)}", time.perf_counter() - started
-            )
+        else:
+            try:
+                result = run.result()
+            except Exception as exc:  # a broken probe is reported, never fatal
+                log.exception("probe %s of %s crashed", probe.name, component)
+                result = ProbeResult.unhealthy(
+                    f"probe crashed: {describe_error(exc)}", time.perf_counter() - started
+                )
         if result.error:
             secrets = list(probe.secrets())
             if secrets:
@@ -170,3 +199,9 @@ class ProbeScheduler:
         """Drop the component's clients so that the next run reconnects."""
         for probe in self.probes[name]:
             await probe.reset()
+
+
+def _ignore_outcome(run: asyncio.Future[ProbeResult]) -> None:
+    """Retrieve an abandoned run's outcome so asyncio does not log it as lost."""
+    if not run.cancelled():
+        run.exception()

@@ -6,7 +6,6 @@ browsers on configured origins (CORS). Errors are JSON: ``{"error": ...}``.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -14,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from recovery_webhook.alerts import PayloadError, parse_payload
+from recovery_webhook.alerts import BodyNotJSON, PayloadError, parse_body
 from recovery_webhook.auth import check_bearer
 from recovery_webhook.config import AppConfig
 from recovery_webhook.editor import iso
@@ -61,7 +60,11 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
             message = (
                 f"request body too large (limit {request.app[CONFIG].server.max_body_bytes} bytes)"
             )
-        return error(exc.status, message)
+        response = error(exc.status, message)
+        # A 405 must say which methods the resource takes (RFC 9110 section 15.5.6).
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
 
 
 @web.middleware
@@ -108,13 +111,9 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 async def alertmanager_webhook(request: web.Request) -> web.Response:
     try:
-        data = await request.json()
-    except json.JSONDecodeError:
-        return error(400, "the body is not JSON")
-    except UnicodeDecodeError:
-        return error(400, "the body is not UTF-8")
-    try:
-        alerts = parse_payload(data)
+        alerts = parse_body(await request.read())
+    except BodyNotJSON as exc:
+        return error(400, str(exc))
     except PayloadError as exc:
         return error(400, f"invalid Alertmanager payload: {exc}", field=exc.field)
     result = await request.app[SERVICE].engine.receive(alerts)
@@ -136,20 +135,29 @@ async def pipeline_status(request: web.Request) -> web.Response:
 
 async def editor_message(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    view = service.editor()
+    page = request.app[CONFIG].status_page
+    now = time.time()
+    view = service.editor(now)
     return web.json_response(
         {
             "message": view.message,
             "status": view.status,
             "can_publish": view.can_publish,
-            "timestamp": iso(time.time()),
+            "timestamp": iso(now),
             "state": view.state,
             "headline": view.headline,
+            "headline_text": view.headline_text,
             "short": view.short,
             "details": view.details,
             "advice": view.advice,
             "notified_at": iso(view.notified_at),
             "components": [c.as_json() for c in view.components],
+            # What the status page shows besides the message (same source, same moment).
+            "incidents": await service.incidents(now),
+            "uptime": await service.uptime(now),
+            "title": page.title,
+            "refresh_seconds": page.refresh_seconds,
+            "timezone": page.timezone,
         }
     )
 

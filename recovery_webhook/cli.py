@@ -145,6 +145,8 @@ def run_service(args: argparse.Namespace) -> int:
         level=args.log_level.upper(),
         format="%(asctime)s - %(name)s - %(levelname)s - %(message)s",
     )
+    # pika narrates every connection at INFO; a probe connects every cycle.
+    logging.getLogger("pika").setLevel(max(logging.WARNING, logging.getLogger().level))
     config = load_config(AppConfig, args.config)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     try:

@@ -1,7 +1,9 @@
 """Editors' words: can I publish, what is wrong, is anyone on it.
 
 One function decides the headline and the message; the editor-message endpoint
-and the status page both show its result, so they never disagree.
+and the status page both show its result, so they never disagree. Every phrase
+the status page shows about the pipeline comes from here (the page itself only
+knows its own chrome, and what to say when it cannot reach the monitor).
 """
 
 from __future__ import annotations
@@ -14,21 +16,48 @@ from typing import Any
 
 from exporter.model import Status
 from exporter.state import ComponentState, PipelineState
+from recovery_webhook.incidents import (
+    FIXED_BY_ENGINEERS,
+    ONGOING,
+    RECOVERED_BY_ITSELF,
+    REPAIRED_AUTOMATICALLY,
+    Incident,
+)
 
 OPERATIONAL, DELAYED, DOWN, UNKNOWN = "operational", "delayed", "down", "unknown"
 
-HEADLINES = {
-    OPERATIONAL: "✅ **Publishing Pipeline: OPERATIONAL**",
-    DELAYED: "⚠️ **Publishing Pipeline: DELAYED**",
-    DOWN: "🚨 **Publishing Pipeline: DOWN**",
-    UNKNOWN: "❔ **Publishing Pipeline: STATUS UNKNOWN**",
+ICONS = {OPERATIONAL: "✅", DELAYED: "⚠️", DOWN: "🚨", UNKNOWN: "❔"}
+
+HEADLINE_TEXT = {
+    OPERATIONAL: "Publishing Pipeline: OPERATIONAL",
+    DELAYED: "Publishing Pipeline: DELAYED",
+    DOWN: "Publishing Pipeline: DOWN",
+    UNKNOWN: "Publishing Pipeline: STATUS UNKNOWN",
 }
+
+HEADLINES = {state: f"{ICONS[state]} **{text}**" for state, text in HEADLINE_TEXT.items()}
 
 SHORT = {
     OPERATIONAL: "Yes, you can publish.",
     DELAYED: "Yes, you can publish, but articles may take longer to go live.",
     DOWN: "No, please don't publish right now.",
     UNKNOWN: "We can't tell right now.",
+}
+
+WORKING, SLOW, NOT_WORKING, NOT_CHECKED = (
+    "Working normally",
+    "Slow or partly working",
+    "Not working",
+    "Not checked yet",
+)
+ENGINEERS_ON_IT = "engineers are working on it"
+REPAIR_UNDER_WAY = "an automatic repair is under way"
+
+OUTCOME_WORDS = {
+    ONGOING: "Ongoing",
+    REPAIRED_AUTOMATICALLY: "Repaired automatically",
+    RECOVERED_BY_ITSELF: "Recovered by itself",
+    FIXED_BY_ENGINEERS: "Fixed by engineers",
 }
 
 
@@ -41,6 +70,8 @@ class ComponentView:
     since: float
     repair_in_progress: bool
     manual_intervention: bool
+    since_text: str = ""
+    error: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -49,8 +80,10 @@ class ComponentView:
             "status": self.status,
             "words": self.words,
             "since": iso(self.since),
+            "since_text": self.since_text,
             "repair_in_progress": self.repair_in_progress,
             "manual_intervention": self.manual_intervention,
+            "error": self.error,
         }
 
 
@@ -66,6 +99,7 @@ class EditorView:
     advice: list[str]
     notified_at: float | None
     components: list[ComponentView] = field(default_factory=list)
+    headline_text: str = ""
 
 
 def iso(ts: float | None) -> str | None:
@@ -74,14 +108,14 @@ def iso(ts: float | None) -> str | None:
 
 def component_words(component: ComponentState, repairing: bool, manual: bool) -> str:
     if component.status is Status.HEALTHY:
-        return "Working normally"
+        return WORKING
     if component.status is Status.UNKNOWN:
-        return "Not checked yet"
-    words = "Slow or partly working" if component.status is Status.DEGRADED else "Not working"
+        return NOT_CHECKED
+    words = SLOW if component.status is Status.DEGRADED else NOT_WORKING
     if manual:
-        return f"{words}: engineers are working on it"
+        return f"{words}: {ENGINEERS_ON_IT}"
     if repairing:
-        return f"{words}: an automatic repair is under way"
+        return f"{words}: {REPAIR_UNDER_WAY}"
     return words
 
 
@@ -96,6 +130,7 @@ def editor_view(
     notified_at: Callable[[str], float | None],
     contact: str | None = None,
 ) -> EditorView:
+    zone = zoneinfo.ZoneInfo(tz)
     components = [
         ComponentView(
             c.name,
@@ -105,10 +140,11 @@ def editor_view(
             c.since,
             repairing(c.name),
             manual(c.name),
+            since_text="" if c.status is Status.UNKNOWN else f"since {when(c.since, zone, now)}",
+            error=None if c.status is Status.HEALTHY else c.error,
         )
         for c in state.components.values()
     ]
-    zone = zoneinfo.ZoneInfo(tz)
     overall = state.overall_status()
     stale = not state.is_current(max_age, now)
     down = [
@@ -134,7 +170,7 @@ def editor_view(
     elif down:
         view_state = DOWN
         for c in down:
-            details.append(f"{c.display_name}: not working since {_clock(c.since, zone)}.")
+            details.append(f"{c.display_name}: not working since {when(c.since, zone, now)}.")
         times = [t for t in (notified_at(c.name) for c in down) if t is not None]
         notified = min(times) if times else None
         someone = any(manual(c.name) for c in down)
@@ -157,7 +193,10 @@ def editor_view(
     elif troubled:
         view_state = DELAYED
         for c in troubled:
-            details.append(f"{c.display_name}: slow or partly working.")
+            if c.status is Status.DEGRADED:
+                details.append(f"{c.display_name}: slow or partly working.")
+            else:
+                details.append(f"{c.display_name}: not working, but articles still go out.")
         details.append("Articles wait in the queue and will go out; there is no need to resubmit.")
         advice.append("Publish as usual; allow extra minutes before an article appears.")
     else:
@@ -179,7 +218,88 @@ def editor_view(
         advice=advice,
         notified_at=notified,
         components=components,
+        headline_text=HEADLINE_TEXT[view_state],
     )
+
+
+def incident_view(
+    incident: Incident,
+    display_name: str,
+    *,
+    now: float,
+    tz: str,
+    repairing: bool = False,
+    manual: bool = False,
+) -> dict[str, Any]:
+    """One incident in editors' words (plus the times and the technical error)."""
+    zone = zoneinfo.ZoneInfo(tz)
+    outcome = incident.outcome
+    outcome_text = OUTCOME_WORDS[outcome]
+    if outcome == ONGOING and manual:
+        outcome_text += f": {ENGINEERS_ON_IT}"
+    elif outcome == ONGOING and repairing:
+        outcome_text += f": {REPAIR_UNDER_WAY}"
+    length = duration_words(incident.duration(now))
+    return {
+        "component": incident.component,
+        "display_name": display_name,
+        "status": incident.status,
+        "outcome": outcome,
+        "started_at": iso(incident.started_at),
+        "ended_at": iso(incident.ended_at),
+        "duration_seconds": round(incident.duration(now), 1),
+        "repair_attempts": incident.repair_attempts,
+        "escalated": incident.escalated,
+        "error": incident.error,
+        "what": NOT_WORKING if incident.status == Status.UNHEALTHY.value else SLOW,
+        "when_text": _started(incident.started_at, zone, now),
+        "outcome_text": outcome_text,
+        "duration_text": f"{length} so far" if incident.ongoing else f"took {length}",
+    }
+
+
+def when(ts: float, zone: zoneinfo.ZoneInfo, now: float) -> str:
+    """``14:02 UTC`` (today), ``yesterday at 14:02 UTC`` or ``3 Oct at 14:02 UTC``."""
+    day = _day(ts, zone, now)
+    return _clock(ts, zone) if day is None else f"{day} at {_clock(ts, zone)}"
+
+
+def _started(ts: float, zone: zoneinfo.ZoneInfo, now: float) -> str:
+    day = _day(ts, zone, now)
+    return f"Started at {_clock(ts, zone)}" if day is None else f"Started {when(ts, zone, now)}"
+
+
+def _day(ts: float, zone: zoneinfo.ZoneInfo, now: float) -> str | None:
+    """None for today, else ``yesterday``, ``3 Oct`` or ``3 Oct 2025``."""
+    moment = datetime.fromtimestamp(ts, zone)
+    today = datetime.fromtimestamp(now, zone)
+    days = (today.date() - moment.date()).days
+    if days <= 0:
+        return None
+    if days == 1:
+        return "yesterday"
+    day = f"{moment.day} {moment:%b}"
+    return day if moment.year == today.year else f"{day} {moment.year}"
+
+
+def duration_words(seconds: float) -> str:
+    """``less than a minute``, ``5 minutes``, ``2 hours 5 minutes``, ``3 days 4 hours``."""
+    minutes = int(seconds // 60)
+    if minutes < 1:
+        return "less than a minute"
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        parts = [_plural(days, "day"), _plural(hours, "hour") if hours else ""]
+    elif hours:
+        parts = [_plural(hours, "hour"), _plural(minutes, "minute") if minutes else ""]
+    else:
+        parts = [_plural(minutes, "minute")]
+    return " ".join(p for p in parts if p)
+
+
+def _plural(n: int, unit: str) -> str:
+    return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
 
 
 def _clock(ts: float, zone: zoneinfo.ZoneInfo) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 MANUAL_ALERTNAME = "ManualRecovery"
 _MANUAL = "manual:"
 _TARGET = "target:"
+_INTERRUPTED = "the monitor stopped during this repair"
+# Beyond an action's own timeout, before the engine cancels it (see _run_action).
+_ACTION_GRACE = 5.0
 # Resolved alerts are forgotten in memory after this long (history keeps them).
 _FORGET_RESOLVED = 86400.0
 
@@ -69,6 +73,16 @@ class RecoveryEngine:
         self.history = history
         self.audit = audit
         self.metrics = RecoveryMetrics(monitor.registry, config.components)
+        if self.settings.enabled:
+            self.metrics.declare_actions(
+                {
+                    (component, action.action_name)
+                    for rule in self.settings.rules
+                    for component in ([rule.component] if rule.component else config.components)
+                    for action in rule.actions
+                },
+                ["dry_run"] if self.settings.dry_run else ["success", "failure"],
+            )
         self._alerts: dict[str, AlertRow] = {}
         self._locks = {name: asyncio.Lock() for name in config.components}
         self._manual: dict[str, dict[str, Any]] = {}
@@ -85,6 +99,12 @@ class RecoveryEngine:
             log.warning(
                 "repair %s of %s was cut off by a restart", attempt.attempt_id, attempt.component
             )
+            # Its _finish() never ran: without this, the history feed (the API,
+            # the status page) would never show the attempt at all.
+            ended = replace(attempt, ended_at=now, status="interrupted", error=_INTERRUPTED)
+            await self.history.add_event(
+                "recovery_attempt", attempt.component, ended.as_json(), ts=now
+            )
             for action in attempt.actions or [{"action": "unknown"}]:
                 self.metrics.attempts.labels(
                     attempt.component, action.get("action", "unknown"), "interrupted"
@@ -95,7 +115,7 @@ class RecoveryEngine:
                     "component": attempt.component,
                     "success": False,
                     "status": "interrupted",
-                    "error_message": "the monitor stopped during this repair",
+                    "error_message": _INTERRUPTED,
                 }
             )
         for target_key, target in (await self.history.settings(_TARGET)).items():
@@ -179,7 +199,6 @@ class RecoveryEngine:
         # No await until every alert is in self._alerts: a concurrent delivery of
         # the same alert (a second Alertmanager) then sees it as a repeat.
         for alert in alerts:
-            self.metrics.alerts_received.labels(alert.status).inc()
             row = self._alerts.get(alert.key)
             if alert.status == "firing":
                 if row is None:
@@ -224,11 +243,11 @@ class RecoveryEngine:
                     )
                 else:
                     duplicates += 1
-                    row = replace(row, last_seen=now, notifications=row.notifications + 1)
+                    row = _delivered_again(row, now, row.status)
             else:
                 if row is not None and row.status == "resolved":
                     duplicates += 1
-                    row = replace(row, last_seen=now, notifications=row.notifications + 1)
+                    row = _delivered_again(row, now, row.status)
                 else:
                     resolved += 1
                     repair = row.repair if row is not None else "none"
@@ -247,12 +266,7 @@ class RecoveryEngine:
                             1,
                         )
                     else:
-                        row = replace(
-                            row,
-                            status="resolved",
-                            last_seen=now,
-                            notifications=row.notifications + 1,
-                        )
+                        row = _delivered_again(row, now, "resolved")
                     retry = self._retries.pop(alert.key, None)
                     if retry is not None:
                         retry.cancel()
@@ -277,6 +291,8 @@ class RecoveryEngine:
                     )
             self._alerts[alert.key] = row
             upserts[alert.key] = row
+        for status, count in Counter(alert.status for alert in alerts).items():
+            self.metrics.alerts_received.labels(status).inc(count)
         await self.history.record_alerts(list(upserts.values()), events)
         for key in start:
             self._spawn(self._repair_alert(key, trigger="alert"))
@@ -354,6 +370,9 @@ class RecoveryEngine:
         if self._alerts[key].status == "firing" and not self._stopping:
             await self._set_repair(key, "retry_pending")
             self._retries[key] = asyncio.create_task(self._retry_later(key))
+        elif self._alerts[key].status == "resolved":
+            # Resolved while this repair ran: nothing to retry (it was not left "running").
+            await self._set_repair(key, "resolved")
 
     async def _retry_later(self, key: str) -> None:
         try:
@@ -511,7 +530,10 @@ class RecoveryEngine:
         started = time.monotonic()
         output, error, ok, permanent = "", None, False, False
         try:
-            output = await asyncio.wait_for(action.run(context), timeout)
+            # Actions honour context.timeout themselves (a command is killed and
+            # its output kept); the engine's hard stop comes a little later, so
+            # that it does not cancel them at the same instant and lose that.
+            output = await asyncio.wait_for(action.run(context), timeout + _ACTION_GRACE)
             ok = True
         except ActionError as exc:
             error, output, permanent = str(exc), exc.output, exc.permanent
@@ -594,6 +616,24 @@ class RecoveryEngine:
     def _on_transition(self, transition: Transition) -> None:
         if transition.to_status is Status.HEALTHY and transition.component in self._manual:
             self._spawn(self._clear_manual(transition.component, "the component is healthy again"))
+
+
+def _delivered_again(row: AlertRow, now: float, status: str) -> AlertRow:
+    """``row`` as one more delivery of its alert leaves it. dataclasses.replace()
+    at half the cost: an alert storm takes this path for nearly every alert."""
+    return AlertRow(
+        row.key,
+        row.fingerprint,
+        row.starts_at,
+        row.alertname,
+        row.component,
+        row.labels,
+        status,
+        row.repair,
+        row.first_seen,
+        now,
+        row.notifications + 1,
+    )
 
 
 def _log_crash(task: asyncio.Task[Any]) -> None:

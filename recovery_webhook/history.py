@@ -153,7 +153,13 @@ class History:
     def _call(self, func: Callable[[sqlite3.Connection], T]) -> T:
         assert self._db is not None, "history is not open"
         with self._db:  # one transaction per call: all of it or nothing
-            return func(self._db)
+            result = func(self._db)
+        if isinstance(result, sqlite3.Cursor):
+            # Close it on this thread: a cursor freed on the event loop's thread
+            # resets its statement, which this thread may be running again by then
+            # (sqlite3.InterfaceError "bad parameter or other API misuse").
+            result.close()
+        return result
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

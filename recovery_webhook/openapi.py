@@ -11,6 +11,8 @@ from typing import Any
 from aiohttp import web
 
 from exporter import __version__
+from exporter.config import DEFAULT_DISPLAY_NAMES
+from recovery_webhook.alerts import MAX_ALERTS, MAX_LABELS, MAX_TEXT
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -28,13 +30,23 @@ def _errors(*codes: int) -> dict[str, Any]:
         409: "A repair of this component is already running.",
         413: "Body larger than the configured limit (1 MiB by default).",
     }
-    return {str(code): _json(_ERROR, words[code]) for code in codes}
+    responses = {str(code): _json(_ERROR, words[code]) for code in codes}
+    if 400 in codes:
+        # aiohttp refuses a request line or header field over 8 KiB itself,
+        # before any handler runs, and says so in plain text.
+        responses["400"]["description"] += (
+            " A request line or header over 8 KiB is refused by the HTTP server, in plain text."
+        )
+        responses["400"]["content"]["text/plain"] = {"schema": {"type": "string"}}
+    return responses
 
 
 _AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
 _MUTATING_ERRORS = (401, 403)
 
 _NULLABLE_STRING = {"type": ["string", "null"]}
+# Every string of the webhook payload is capped (recovery_webhook.alerts).
+_TEXT = {"type": "string", "maxLength": MAX_TEXT}
 _NULLABLE_NUMBER = {"type": ["number", "null"]}
 
 SCHEMAS: dict[str, Any] = {
@@ -165,8 +177,13 @@ SCHEMAS: dict[str, Any] = {
             "can_publish": {"type": "boolean"},
             "timestamp": {"type": "string", "format": "date-time"},
             "state": {"type": "string", "enum": ["operational", "delayed", "down", "unknown"]},
-            "headline": {"type": "string"},
-            "short": {"type": "string"},
+            "headline": {"type": "string", "examples": ["✅ Publishing Pipeline: OPERATIONAL"]},
+            "headline_text": {
+                "type": "string",
+                "description": "The headline without its emoji.",
+                "examples": ["Publishing Pipeline: OPERATIONAL"],
+            },
+            "short": {"type": "string", "examples": ["Yes, you can publish."]},
             "details": {"type": "array", "items": {"type": "string"}},
             "advice": {"type": "array", "items": {"type": "string"}},
             "notified_at": {"type": ["string", "null"], "format": "date-time"},
@@ -177,14 +194,85 @@ SCHEMAS: dict[str, Any] = {
                     "properties": {
                         "name": {"type": "string"},
                         "display_name": {"type": "string"},
-                        "status": {"type": "string"},
-                        "words": {"type": "string"},
+                        "status": {"$ref": "#/components/schemas/Status"},
+                        "words": {"type": "string", "examples": ["Working normally"]},
                         "since": {"type": "string", "format": "date-time"},
+                        "since_text": {
+                            "type": "string",
+                            "description": "Empty before the first check.",
+                            "examples": ["since 14:02 UTC"],
+                        },
                         "repair_in_progress": {"type": "boolean"},
                         "manual_intervention": {"type": "boolean"},
+                        "error": {
+                            **_NULLABLE_STRING,
+                            "description": "The probes' error text (secrets removed);"
+                            " null while healthy.",
+                        },
                     },
                 },
             },
+            "incidents": {
+                "type": "array",
+                "description": "Recent incidents from history, newest first (at most 10).",
+                "items": {"$ref": "#/components/schemas/Incident"},
+            },
+            "uptime": {
+                "type": "object",
+                "description": "Share of each window when articles could be published;"
+                " null before anything was measured.",
+                "properties": {k: _NULLABLE_NUMBER for k in ("24h", "7d", "30d")},
+            },
+            "title": {"type": "string", "description": "status_page.title"},
+            "refresh_seconds": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "status_page.refresh_seconds: how often the page reloads this.",
+            },
+            "timezone": {
+                "type": "string",
+                "description": "status_page.timezone: the zone of the times in the words.",
+            },
+        },
+    },
+    "Incident": {
+        "type": "object",
+        "required": [
+            "component",
+            "display_name",
+            "status",
+            "outcome",
+            "started_at",
+            "ended_at",
+            "duration_seconds",
+        ],
+        "properties": {
+            "component": {"type": "string"},
+            "display_name": {"type": "string"},
+            "status": {
+                "type": "string",
+                "enum": ["degraded", "unhealthy"],
+                "description": "The worst status reached.",
+            },
+            "outcome": {
+                "type": "string",
+                "enum": [
+                    "ongoing",
+                    "repaired_automatically",
+                    "recovered_by_itself",
+                    "fixed_by_engineers",
+                ],
+            },
+            "started_at": {"type": "string", "format": "date-time"},
+            "ended_at": {"type": ["string", "null"], "format": "date-time"},
+            "duration_seconds": {"type": "number", "description": "Until now while ongoing."},
+            "repair_attempts": {"type": "integer", "minimum": 0},
+            "escalated": {"type": "boolean"},
+            "error": _NULLABLE_STRING,
+            "what": {"type": "string", "examples": ["Not working"]},
+            "when_text": {"type": "string", "examples": ["Started at 14:02 UTC"]},
+            "outcome_text": {"type": "string", "examples": ["Repaired automatically"]},
+            "duration_text": {"type": "string", "examples": ["took 3 minutes"]},
         },
     },
     "Metrics": {
@@ -241,11 +329,11 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "version": {"type": "string", "enum": ["4"]},
             "status": {"type": "string", "enum": ["firing", "resolved"]},
-            "receiver": {"type": "string"},
-            "groupKey": {"type": "string"},
+            "receiver": _TEXT,
+            "groupKey": _TEXT,
             "alerts": {
                 "type": "array",
-                "maxItems": 10000,
+                "maxItems": MAX_ALERTS,
                 "items": {
                     "type": "object",
                     "required": ["status", "labels", "startsAt", "fingerprint"],
@@ -254,15 +342,18 @@ SCHEMAS: dict[str, Any] = {
                         "labels": {
                             "type": "object",
                             "required": ["alertname"],
-                            "additionalProperties": {"type": "string"},
+                            "maxProperties": MAX_LABELS,
+                            "propertyNames": _TEXT,
+                            "additionalProperties": _TEXT,
                         },
                         "annotations": {
                             "type": "object",
-                            "additionalProperties": {"type": "string"},
+                            "propertyNames": _TEXT,
+                            "additionalProperties": _TEXT,
                         },
-                        "startsAt": {"type": "string", "format": "date-time"},
-                        "endsAt": {"type": "string"},
-                        "generatorURL": {"type": "string"},
+                        "startsAt": {**_TEXT, "format": "date-time"},
+                        "endsAt": {"type": ["string", "null"], "maxLength": MAX_TEXT},
+                        "generatorURL": {"type": ["string", "null"], "maxLength": MAX_TEXT},
                         "fingerprint": {"type": "string", "minLength": 1, "maxLength": 64},
                     },
                 },
@@ -337,12 +428,14 @@ def spec() -> dict[str, Any]:
                             "name": "component",
                             "in": "path",
                             "required": True,
+                            "description": "A configured component; the seed's five by default.",
                             "schema": {"type": "string"},
+                            "examples": {name: {"value": name} for name in DEFAULT_DISPLAY_NAMES},
                         }
                     ],
                     "responses": {
                         "200": _json({"$ref": ref + "Attempt"}, "The attempt, successful or not."),
-                        **_errors(*_MUTATING_ERRORS, 404, 409, 413),
+                        **_errors(400, *_MUTATING_ERRORS, 404, 409, 413),
                     },
                 }
             },

@@ -14,15 +14,19 @@ from exporter.model import Status
 from exporter.monitor import Monitor
 from exporter.state import Transition
 from recovery_webhook.config import AppConfig
-from recovery_webhook.editor import EditorView, editor_view, iso
+from recovery_webhook.editor import EditorView, editor_view, incident_view, iso
 from recovery_webhook.engine import RecoveryEngine
 from recovery_webhook.history import AttemptRow, History
+from recovery_webhook.incidents import EVENT_KINDS as INCIDENT_EVENT_KINDS
+from recovery_webhook.incidents import derive_incidents
 
 log = logging.getLogger(__name__)
 
 UPTIME_WINDOWS = {"24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
 _HEARTBEAT = "heartbeat"
 _HOUSEKEEPING_SECONDS = 15.0
+# The newest incident-related events read to derive the recent incidents.
+_INCIDENT_EVENTS_READ = 500
 
 
 class PipelineService:
@@ -50,6 +54,9 @@ class PipelineService:
             # its last heartbeat is unknown, not "up".
             await self.history.add_event("monitor_stopped", None, {"clean": False}, ts=heartbeat)
         await self.history.add_event("monitor_started", None, {"version": __version__})
+        # A first beat now: a run killed before housekeeping's first tick must
+        # still be seen as ended uncleanly at the next start.
+        await self.history.set_setting(_HEARTBEAT, time.time())
         self._base_counts = await self.history.check_counts()
         self.monitor.state.add_listener(self._on_transition)
         await self.engine.start()
@@ -141,6 +148,27 @@ class PipelineService:
         return self.engine.first_alert_since(
             component, self.monitor.state.components[component].since
         )
+
+    async def incidents(self, now: float | None = None, limit: int = 10) -> list[dict[str, Any]]:
+        """The recent incidents from history, newest first, in editors' words."""
+        now = time.time() if now is None else now
+        events = await self.history.events(_INCIDENT_EVENTS_READ, kinds=INCIDENT_EVENT_KINDS)
+        views = []
+        for incident in derive_incidents(events, limit):
+            name = incident.component
+            known = name in self.config.components
+            state = self.monitor.state.components.get(name)
+            views.append(
+                incident_view(
+                    incident,
+                    state.display_name if state else name.replace("_", " "),
+                    now=now,
+                    tz=self.config.status_page.timezone,
+                    repairing=known and self.engine.in_progress(name),
+                    manual=known and self.engine.manual_intervention(name) is not None,
+                )
+            )
+        return views
 
     async def uptime(self, now: float | None = None) -> dict[str, float | None]:
         now = time.time() if now is None else now

@@ -7,6 +7,7 @@ import errno
 import os
 import secrets as random
 import shutil
+import threading
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -35,7 +36,10 @@ class FilesystemConfig(ProbeConfig):
 def canary_round_trip(directory: Path, create_missing: bool) -> int:
     """Write, read back and delete a small file; return the free bytes. Blocking."""
     if create_missing:
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ProbeFailure(f"{directory}: cannot create: {_os_error(exc)}") from None
     if not directory.is_dir():
         raise ProbeFailure(f"{directory} does not exist or is not a directory")
     payload = random.token_bytes(64)
@@ -54,7 +58,10 @@ def canary_round_trip(directory: Path, create_missing: bool) -> int:
             canary.unlink(missing_ok=True)
         except OSError:
             pass
-    return shutil.disk_usage(directory).free
+    try:
+        return shutil.disk_usage(directory).free
+    except OSError as exc:
+        raise ProbeFailure(f"{directory}: cannot read free space: {_os_error(exc)}") from None
 
 
 def _os_error(exc: OSError) -> str:
@@ -73,6 +80,10 @@ class Probe(BaseProbe):
             ("primary", "secondary") if config.secondary_path else ("primary",)
         )
         self.active_target = "primary"
+        # Set while a canary round trip runs in its thread. A file operation has
+        # no timeout (a hung mount blocks it for good): one blocked thread per
+        # probe is enough, more would drain the pool the other probes share.
+        self._blocked = threading.Event()
 
     @property
     def directory(self) -> Path:
@@ -85,11 +96,18 @@ class Probe(BaseProbe):
             raise ValueError(f"unknown storage target {target!r}; known: {self.targets}")
         self.active_target = target
 
+    def _round_trip(self, directory: Path) -> int:
+        self._blocked.set()
+        try:
+            return canary_round_trip(directory, self.config.create_missing)
+        finally:
+            self._blocked.clear()
+
     async def check(self) -> tuple[Status, list[Measurement], str | None]:
         directory = self.directory
-        free = await self.context.in_thread(
-            canary_round_trip, directory, self.config.create_missing
-        )
+        if self._blocked.is_set():
+            raise ProbeFailure(f"{directory}: the previous check is still blocked (a hung mount?)")
+        free = await self.context.in_thread(self._round_trip, directory)
         measurements = [Measurement("storage_free_bytes", float(free))]
         low_unhealthy = self.config.free_bytes_unhealthy
         low_degraded = self.config.free_bytes_degraded

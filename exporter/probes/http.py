@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 
 import aiohttp
-from pydantic import AnyHttpUrl, Field
+from pydantic import AnyHttpUrl, Field, model_validator
 
 from exporter.model import Measurement, Status
 from exporter.probes.base import (
@@ -39,6 +39,13 @@ class HttpConfig(ProbeConfig):
         " e.g. {'status': 'ok', 'checks.db': true}",
     )
     tls_verify: bool = True
+
+    @model_validator(mode="after")
+    def _one_way_to_authenticate(self) -> HttpConfig:
+        # aiohttp refuses the request at run time otherwise.
+        if self.url.username and any(k.lower() == "authorization" for k in self.headers):
+            raise ValueError("give credentials in the url or an Authorization header, not both")
+        return self
 
 
 def json_path(document: Any, path: str) -> Any:

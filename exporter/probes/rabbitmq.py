@@ -8,6 +8,12 @@ from typing import ClassVar, Literal
 
 import pika
 import pika.exceptions
+from pika.adapters.utils.connection_workflow import (
+    AMQPConnectorException,
+    AMQPConnectorPhaseErrorBase,
+    AMQPConnectorSocketConnectError,
+    AMQPConnectorStackTimeout,
+)
 from pydantic import Field, SecretStr
 
 from exporter.model import Measurement, Status
@@ -45,10 +51,16 @@ def broker_error(exc: BaseException) -> str:
         return f"{exc.reply_code} {exc.reply_text}"
     if isinstance(exc, pika.exceptions.ProbableAuthenticationError):
         return "authentication failed (check the user name and password)"
+    if isinstance(exc, AMQPConnectorStackTimeout):
+        return "no answer from the broker during the AMQP handshake (timed out)"
     if isinstance(exc, pika.exceptions.AMQPConnectionError) and exc.args:
         inner = exc.args[0]
+        if isinstance(inner, AMQPConnectorSocketConnectError):
+            return f"cannot connect: {describe_error(inner.exception)}"
+        if isinstance(inner, AMQPConnectorPhaseErrorBase):
+            return describe_error(inner.exception)
         if isinstance(inner, BaseException):
-            return describe_error(inner)
+            return broker_error(inner)
     return describe_error(exc)
 
 
@@ -60,7 +72,9 @@ class Probe(BaseProbe):
     async def check(self) -> tuple[Status, list[Measurement], str | None]:
         try:
             counts = await self.context.in_thread(self._blocking_check)
-        except (pika.exceptions.AMQPError, OSError) as exc:
+        # pika's connection workflow raises its own errors, not AMQPError, on a
+        # handshake timeout.
+        except (pika.exceptions.AMQPError, AMQPConnectorException, OSError) as exc:
             raise ProbeFailure(broker_error(exc)) from None
         verdicts = [
             judge_queue(check, messages, consumers)

@@ -106,7 +106,10 @@ class Probe(BaseProbe):
     def _round_trip(self, name: str) -> None:
         target = self.target(name)
         client = self.client(name)
-        key = f"{target.key_prefix}{CANARY_KEY}"
+        # A key per run: a run abandoned at its timeout may still finish in its
+        # thread, and a second monitor may probe the same bucket; neither must
+        # delete or overwrite this run's canary.
+        key = f"{target.key_prefix}{CANARY_KEY}-{random.token_hex(8)}"
         payload = random.token_bytes(32)
         client.put_object(Bucket=target.bucket, Key=key, Body=payload)
         body = client.get_object(Bucket=target.bucket, Key=key)["Body"].read()

@@ -7,6 +7,7 @@ healthy when all answer, degraded when some do, unhealthy when none does.
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
@@ -60,6 +61,9 @@ class Probe(BaseProbe):
         failed = {
             target: f"no answer within {budget:.1f}s"
             if isinstance(outcome, asyncio.TimeoutError)
+            # asyncio's text ("Connect call failed ('127.0.0.1', 5432)") says less.
+            else os.strerror(outcome.errno)
+            if isinstance(outcome, OSError) and outcome.errno
             else describe_error(outcome)
             for target, outcome in zip(targets, outcomes, strict=True)
             if isinstance(outcome, BaseException)

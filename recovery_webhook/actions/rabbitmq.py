@@ -17,7 +17,7 @@ from typing import ClassVar, Literal
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator
 
 from exporter.probes.base import url_password
 from exporter.probes.rabbitmq import RabbitmqConfig, broker_error, connection_parameters
@@ -51,16 +51,19 @@ class UnparkConfig(_MoveConfig):
 
 class PurgeConfig(_QueueActionConfig):
     type: Literal["rabbitmq_purge"]
-    allow_data_loss: bool = False
+    # Validated even when left out, so that the error names this field (and its
+    # value) rather than the whole action.
+    allow_data_loss: bool = Field(default=False, validate_default=True)
 
-    @model_validator(mode="after")
-    def _consent(self) -> PurgeConfig:
-        if not self.allow_data_loss:
+    @field_validator("allow_data_loss")
+    @classmethod
+    def _consent(cls, allowed: bool) -> bool:
+        if not allowed:
             raise ValueError(
                 "rabbitmq_purge deletes articles' messages; it runs only with"
                 " allow_data_loss: true (rabbitmq_park keeps them instead)"
             )
-        return self
+        return allowed
 
 
 def move_messages(

@@ -1,0 +1,920 @@
+#!/usr/bin/env python3
+"""Webhook storm: Alertmanager notifications at a rate no real Alertmanager sends.
+
+Usage (from the repository root, with the project's venv):
+
+    .venv/bin/python bench/webhook_storm.py [--notifications 500] [--alerts 10000]
+                                            [--concurrency 50] [--repeats 10]
+    .venv/bin/python bench/webhook_storm.py --quick    # a smoke run: 100 notifications
+
+The storm is Alertmanager's own shape: alert groups, each notified ``--repeats``
+times with its full alert list (version 4 payloads, fingerprints, startsAt), so
+every distinct alert arrives ``--repeats`` times. With the defaults, 50 groups of
+20 alerts make 1,000 distinct alerts across the five seed components, sent in
+500 notifications carrying 10,000 alerts in all. Some alerts end resolved in
+their group's last two notifications (every tenth group wholly, so its
+notifications are ``status: resolved``); a fifth of the groups are
+``PipelineComponentDegraded``, which no recovery rule matches, so they are
+recorded and repair nothing.
+
+Every party runs in its own process:
+
+* the real service, ``pipeline-monitor run``, with a temporary state directory,
+  ``PIPELINE_API_TOKEN`` and a config whose components are TCP probes of a
+  closed port (so every component is down and no repair is skipped as "not
+  needed"), and one recovery rule for ``PipelineComponentDown`` running a real
+  ``command`` action, ``["true"]``. ``true`` cannot bring a port up, so each
+  repair ends ``failure`` after its re-probe; ``max_attempts`` is set out of
+  reach and ``retry_delay`` to an hour, so nothing escalates or retries within
+  the run and each repair stays the one its alert started;
+* a bare aiohttp server whose handler reads the body and answers 200, the
+  floor for any aiohttp webhook;
+* the client, one aiohttp ``ClientSession`` keeping ``--concurrency`` requests in
+  flight over keep-alive connections; it runs the same storm against each server
+  (bare first) and times every request from send to the last byte read.
+
+After the storm the run waits until no repair is queued or running, scrapes
+/metrics, stops the service (SIGTERM) and reads its SQLite history:
+
+* **every alert recorded**: one ``alerts`` row per distinct alert, each with
+  ``notifications`` equal to the times it was sent and the status it ended in;
+  one ``alert`` event per alert that fired and one per alert resolved; the
+  webhook's answers add up to what was sent (received, new, duplicates,
+  resolved); ``pipeline_alerts_received_total`` counts every alert.
+* **exactly one repair per distinct alert**: every distinct firing alert that a
+  rule matches (fingerprint + startsAt) ran exactly one repair (``attempts``
+  row, trigger ``alert``, its ``true`` command run) — except one that was
+  resolved before its turn came in its component's queue (one repair at a time
+  per component), which the engine rightly skips; those are counted and shown.
+  No alert ran two, no alert without a rule ran one, none was "not needed".
+
+Exit status: 0 when the run completed and both checks above hold (the speed aims
+are printed beside the figures, not enforced), 1 when a check failed or the run
+could not complete, 130 when interrupted. Linux only (CPU time from /proc).
+Every child is stopped on exit, and dies with this process if it is killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import select
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+WEBHOOK_PATH = "/api/alertmanager/webhook"
+COMPONENTS = ("network", "validation_service", "database", "storage", "queue")
+RULE_ALERTNAME = "PipelineComponentDown"
+NO_RULE_ALERTNAME = "PipelineComponentDegraded"
+# Bench-only token (the service refuses one shorter than 16 characters).
+TOKEN = "webhook-storm-bench-token-0123456789"
+
+# What Alertmanager sends as the endsAt of a firing alert.
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+AIM_P99_MS = 50.0
+AIM_THROUGHPUT_RATIO = 0.5
+
+
+class BenchError(Exception):
+    """The benchmark cannot go on (a child died or did not answer)."""
+
+
+# -- the storm ----------------------------------------------------------------------
+
+
+@dataclass
+class Expected:
+    """What the server should have recorded for one distinct alert."""
+
+    key: str
+    component: str
+    alertname: str
+    sent: int = 0
+    resolved_sends: int = 0
+
+    @property
+    def final_status(self) -> str:
+        return "resolved" if self.resolved_sends else "firing"
+
+    @property
+    def has_rule(self) -> bool:
+        return self.alertname == RULE_ALERTNAME
+
+
+@dataclass
+class Storm:
+    bodies: list[str]
+    groups: int
+    alerts: dict[str, Expected] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(a.sent for a in self.alerts.values())
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def fingerprint(labels: dict[str, str]) -> str:
+    text = "\xff".join(f"{k}\xff{v}" for k, v in sorted(labels.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def build_storm(notifications: int, alerts: int, repeats: int) -> Storm:
+    """Alertmanager's shape: groups notified ``repeats`` times, round after round.
+
+    Group ``g``'s notification in round ``r`` is number ``r * groups + g``; an alert
+    that ends resolved is firing in every round but its group's last two, so its
+    first (firing) delivery comes many notifications before its resolution.
+    """
+    per_notification = max(1, alerts // notifications)
+    groups = max(1, math.ceil(notifications / repeats))
+    rounds = {g: 0 for g in range(groups)}
+    for n in range(notifications):
+        rounds[n % groups] += 1
+    base = datetime(2024, 5, 6, 7, 0, 0, tzinfo=timezone.utc)
+    members: dict[int, list[dict[str, Any]]] = {}
+    storm = Storm(bodies=[], groups=groups)
+    for g in range(groups):
+        alertname = NO_RULE_ALERTNAME if g % 5 == 4 else RULE_ALERTNAME
+        members[g] = []
+        for j in range(per_notification):
+            component = COMPONENTS[(g + j) % len(COMPONENTS)]
+            labels = {
+                "alertname": alertname,
+                "component": component,
+                "severity": "critical" if alertname == RULE_ALERTNAME else "warning",
+                "recovery": "auto",
+                "instance": f"monitor-{g:03d}-{j:03d}:8000",
+                "job": "pipeline-monitor",
+            }
+            starts = base + timedelta(seconds=g * 7 + j)
+            alert = {
+                "labels": labels,
+                "annotations": {
+                    "summary": f"Pipeline component {component} is down",
+                    "description": f"{component} has failed its probes on {labels['instance']}",
+                    "runbook_url": f"https://runbooks.example/pipeline#{component}",
+                },
+                "startsAt": rfc3339(starts),
+                "generatorURL": "http://prometheus:9090/graph?g0.expr=pipeline_component_up",
+                "fingerprint": fingerprint(labels),
+                # Whole group 2 (of every ten) and every tenth alert of the others.
+                "ends_resolved": rounds[g] >= 3 and (g % 10 == 2 or j % 10 == 0),
+            }
+            members[g].append(alert)
+            key = f"{alert['fingerprint']}@{alert['startsAt']}"
+            storm.alerts[key] = Expected(key, component, alertname)
+    for n in range(notifications):
+        g, r = n % groups, n // groups
+        sent = []
+        for alert in members[g]:
+            resolved = alert["ends_resolved"] and r >= rounds[g] - 2
+            ends = rfc3339(base + timedelta(minutes=30 + r)) if resolved else ZERO_TIME
+            sent.append(
+                {
+                    "status": "resolved" if resolved else "firing",
+                    "labels": alert["labels"],
+                    "annotations": alert["annotations"],
+                    "startsAt": alert["startsAt"],
+                    "endsAt": ends,
+                    "generatorURL": alert["generatorURL"],
+                    "fingerprint": alert["fingerprint"],
+                }
+            )
+            expected = storm.alerts[f"{alert['fingerprint']}@{alert['startsAt']}"]
+            expected.sent += 1
+            expected.resolved_sends += 1 if resolved else 0
+        group_labels = {"alertname": members[g][0]["labels"]["alertname"], "group": f"g{g:03d}"}
+        firing = any(a["status"] == "firing" for a in sent)
+        payload = {
+            "version": "4",
+            "groupKey": "{}:" + json.dumps(group_labels, sort_keys=True),
+            "truncatedAlerts": 0,
+            "status": "firing" if firing else "resolved",
+            "receiver": "pipeline-recovery",
+            "groupLabels": group_labels,
+            "commonLabels": {"job": "pipeline-monitor", "recovery": "auto"},
+            "commonAnnotations": {},
+            "externalURL": "http://alertmanager:9093",
+            "alerts": sent,
+        }
+        storm.bodies.append(json.dumps(payload))
+    return storm
+
+
+# -- children: the roles this script plays in its child processes ----------------------
+
+
+async def role_bare(args: argparse.Namespace) -> None:
+    """The floor: an aiohttp handler that reads the body and answers 200."""
+    from aiohttp import web
+
+    async def webhook(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(text="ok")
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application(client_max_size=1 << 20)
+    app.router.add_post(WEBHOOK_PATH, webhook)
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", args.port).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+async def role_client(args: argparse.Namespace) -> None:
+    """Post the storm with ``--concurrency`` in flight; write timings to ``--out``."""
+    import aiohttp
+
+    bodies = [b.encode() for b in json.loads(Path(args.storm).read_text())]
+    base = f"http://127.0.0.1:{args.port}"
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+    connector = aiohttp.TCPConnector(limit=args.concurrency)
+    timeout = aiohttp.ClientTimeout(total=120)
+    results: list[tuple[float, int, str]] = [(0.0, 0, "")] * len(bodies)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        # Warm up: open every connection the storm will use, and the server's code paths
+        # that are not the webhook's (which must see only the storm).
+        async def warm() -> None:
+            async with session.get(f"{base}/healthz") as response:
+                await response.read()
+
+        for _ in range(3):
+            await asyncio.gather(*(warm() for _ in range(args.concurrency)))
+        url = f"{base}{WEBHOOK_PATH}"
+        cursor = 0
+
+        async def worker() -> None:
+            nonlocal cursor
+            while cursor < len(bodies):
+                index = cursor
+                cursor += 1
+                started = time.perf_counter()
+                async with session.post(url, data=bodies[index], headers=headers) as response:
+                    text = await response.text()
+                results[index] = (time.perf_counter() - started, response.status, text)
+
+        # Warmed up: the parent samples the server's CPU time, then says go.
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+        wall = time.perf_counter() - started
+        print("done", flush=True)
+    Path(args.out).write_text(
+        json.dumps(
+            {
+                "wall": wall,
+                "latencies": [r[0] for r in results],
+                "statuses": [r[1] for r in results],
+                "answers": [r[2] for r in results],
+            }
+        )
+    )
+
+
+ROLES: dict[str, Callable[[argparse.Namespace], Any]] = {
+    "bare": role_bare,
+    "client": role_client,
+}
+
+
+# -- the parent: processes ----------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of every thread of the process."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def tail(log: Path, lines: int = 5) -> str:
+    try:
+        return " | ".join(log.read_text(errors="replace").splitlines()[-lines:]) or "(no output)"
+    except OSError:
+        return "(no log)"
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return preexec
+
+
+class Children:
+    """Every process this run started; ``close`` stops them all, whatever happened."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self._preexec = _die_with_parent()
+
+    def spawn(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: dict[str, str] | None = None,
+        pipes: bool = False,
+    ) -> subprocess.Popen[bytes]:
+        with open(self.logs / f"{name}.log", "wb") as log:
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
+                stdout=subprocess.PIPE if pipes else log,
+                stderr=log,
+                cwd=REPO,
+                env={**os.environ, **(env or {})},
+                # Out of the terminal's process group: Ctrl-C reaches only this
+                # process, which then stops the children in order.
+                start_new_session=True,
+                preexec_fn=self._preexec,
+            )
+        self.processes.append(process)
+        return process
+
+    def role(
+        self, name: str, role: str, args: Sequence[str], pipes: bool = False
+    ) -> subprocess.Popen[bytes]:
+        argv = [sys.executable, str(Path(__file__).resolve()), "--role", role, *args]
+        return self.spawn(name, argv, pipes=pipes)
+
+    def stop(self, process: subprocess.Popen[bytes], timeout: float = 15) -> int:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                pipe.close()
+        return process.returncode
+
+    def close(self) -> None:
+        for process in reversed(self.processes):
+            self.stop(process, timeout=5)
+
+
+def expect_line(process: subprocess.Popen[bytes], expected: str, timeout: float, log: Path) -> None:
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    line = process.stdout.readline().decode().strip() if ready else "(nothing)"
+    if line != expected:
+        raise BenchError(
+            f"expected {expected!r} from a client within {timeout:g} s, got {line!r}: {tail(log)}"
+        )
+
+
+def wait_healthy(port: int, process: subprocess.Popen[bytes], name: str, log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BenchError(f"{name} exited with code {process.returncode}: {tail(log)}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise BenchError(f"{name} does not answer on port {port} after 30 s: {tail(log)}")
+
+
+def service_argv() -> list[str]:
+    script = Path(sys.executable).parent / "pipeline-monitor"
+    if script.exists():
+        return [str(script), "run"]
+    return [sys.executable, "-m", "recovery_webhook.cli", "run"]
+
+
+def service_config(tmp: Path, port: int, closed_port: int) -> Path:
+    probe = {
+        "type": "tcp",
+        "name": "reachability",
+        "targets": [f"127.0.0.1:{closed_port}"],
+        "timeout": 1,
+    }
+    config = {
+        "check_interval": 10,
+        "audit": {"file": str(tmp / "audit.log")},
+        "server": {"host": "127.0.0.1", "port": port},
+        "components": {name: {"probes": [probe]} for name in COMPONENTS},
+        "recovery": {
+            # A failed repair neither escalates nor retries within the run: each
+            # distinct alert's repair stays the only one it starts.
+            "max_attempts": 1_000_000,
+            "retry_delay": "1h",
+            "verify_timeout": "20ms",
+            "verify_interval": "10ms",
+            "rules": [
+                {
+                    "alertname": RULE_ALERTNAME,
+                    "actions": [
+                        {"type": "command", "argv": ["true"], "verify": False, "timeout": 10}
+                    ],
+                }
+            ],
+        },
+    }
+    path = tmp / "config.yaml"
+    path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+    return path
+
+
+# -- one storm ---------------------------------------------------------------------------
+
+
+def percentile(seconds: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile, in milliseconds."""
+    ordered = sorted(seconds)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] * 1000
+
+
+@dataclass
+class Run:
+    name: str
+    wall: float
+    latencies: list[float]
+    statuses: list[int]
+    answers: list[str]
+    cpu: float
+
+    def percentile(self, p: float) -> float:
+        return percentile(self.latencies, p)
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.wall
+
+
+def storm_against(
+    children: Children,
+    name: str,
+    label: str,
+    port: int,
+    server_pid: int,
+    storm_file: Path,
+    args: argparse.Namespace,
+) -> Run:
+    out = storm_file.parent / f"{name}-results.json"
+    client = children.role(
+        f"client-{name}",
+        "client",
+        [
+            "--port",
+            str(port),
+            "--storm",
+            str(storm_file),
+            "--out",
+            str(out),
+            "--concurrency",
+            str(args.concurrency),
+        ],
+        pipes=True,
+    )
+    log = children.logs / f"client-{name}.log"
+    # The server's CPU time over the storm alone, not the client's start-up and warm-up.
+    expect_line(client, "ready", 60, log)
+    cpu = cpu_seconds(server_pid)
+    assert client.stdin is not None
+    client.stdin.write(b"go\n")
+    client.stdin.flush()
+    expect_line(client, "done", 300, log)
+    cpu = cpu_seconds(server_pid) - cpu
+    try:
+        code = client.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"client-{name} did not exit after the storm") from None
+    if code != 0:
+        raise BenchError(f"client-{name} exited with code {code}: {tail(log)}")
+    data = json.loads(out.read_text())
+    return Run(label, data["wall"], data["latencies"], data["statuses"], data["answers"], cpu)
+
+
+# -- what the service recorded ---------------------------------------------------------------
+
+
+def pending_repairs(db_path: Path) -> int:
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5) as db:
+        (alerts,) = db.execute(
+            "SELECT count(*) FROM alerts WHERE repair IN ('queued', 'running')"
+        ).fetchone()
+        (attempts,) = db.execute(
+            "SELECT count(*) FROM attempts WHERE status = 'running'"
+        ).fetchone()
+    return int(alerts) + int(attempts)
+
+
+def wait_drained(db_path: Path, process: subprocess.Popen[bytes], timeout: float) -> float:
+    """Seconds until no repair is queued or running."""
+    started = time.monotonic()
+    while True:
+        if process.poll() is not None:
+            raise BenchError(f"pipeline-monitor exited with code {process.returncode}")
+        if pending_repairs(db_path) == 0:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5) as db:
+                alerts = db.execute(
+                    "SELECT status, repair, count(*) FROM alerts GROUP BY status, repair"
+                ).fetchall()
+                attempts = db.execute(
+                    "SELECT status, count(*) FROM attempts GROUP BY status"
+                ).fetchall()
+            raise BenchError(
+                f"repairs still queued or running {timeout:g} s after the storm:"
+                f" alerts by status and repair {alerts}; attempts by status {attempts}"
+            )
+        time.sleep(0.1)
+
+
+def scrape_counter(port: int, name: str) -> dict[str, float]:
+    """A counter's samples by their label text."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    samples: dict[str, float] = {}
+    for match in re.finditer(rf"^{name}_total(\{{[^}}]*\}})? (\S+)$", text, re.MULTILINE):
+        samples[match.group(1) or ""] = float(match.group(2))
+    return samples
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    lines: list[str]
+
+
+def check_recorded(
+    storm: Storm, db: sqlite3.Connection, real: Run, received_metric: float
+) -> Check:
+    lines: list[str] = []
+    problems: list[str] = []
+    rows = {
+        key: (status, notifications, repair)
+        for key, status, notifications, repair in db.execute(
+            "SELECT key, status, notifications, repair FROM alerts"
+        )
+    }
+    missing = [k for k in storm.alerts if k not in rows]
+    extra = [k for k in rows if k not in storm.alerts]
+    counted = sum(rows[k][1] for k in storm.alerts if k in rows)
+    wrong_count = [k for k, a in storm.alerts.items() if k in rows and rows[k][1] != a.sent]
+    wrong_status = [
+        k for k, a in storm.alerts.items() if k in rows and rows[k][0] != a.final_status
+    ]
+    resolved = [a for a in storm.alerts.values() if a.final_status == "resolved"]
+    lines.append(
+        f"history: {len(rows)} alerts rows for {len(storm.alerts)} distinct alerts"
+        f" ({len(missing)} missing, {len(extra)} unexpected);"
+        f" deliveries counted {counted}/{storm.total}"
+    )
+    if missing or extra or wrong_count or wrong_status:
+        problems.append(
+            f"{len(missing)} missing, {len(extra)} unexpected, {len(wrong_count)} with a wrong"
+            f" delivery count, {len(wrong_status)} with a wrong status"
+        )
+    events = Counter(
+        json.loads(data)["status"]
+        for (data,) in db.execute("SELECT data FROM events WHERE kind = 'alert'")
+    )
+    want_events = {"firing": len(storm.alerts), "resolved": len(resolved)}
+    lines.append(
+        f"history: alert events {events['firing']} firing + {events['resolved']} resolved"
+        f" (expected {want_events['firing']} + {want_events['resolved']})"
+    )
+    if dict(events) != {k: v for k, v in want_events.items() if v}:
+        problems.append(f"alert events {dict(events)}, expected {want_events}")
+    sums = Counter[str]()
+    for text in real.answers:
+        answer = json.loads(text)
+        for key in ("received", "new", "duplicates", "resolved", "repairs_queued"):
+            sums[key] += answer[key]
+    want = {
+        "received": storm.total,
+        "new": len(storm.alerts),
+        "duplicates": storm.total - len(storm.alerts) - len(resolved),
+        "resolved": len(resolved),
+        "repairs_queued": sum(a.has_rule for a in storm.alerts.values()),
+    }
+    statuses = Counter(real.statuses)
+    lines.append(
+        "webhook answers: "
+        + ", ".join(f"{n} x {s}" for s, n in sorted(statuses.items()))
+        + "; "
+        + ", ".join(f"{k} {sums[k]}" for k in want)
+        + " (expected "
+        + ", ".join(str(v) for v in want.values())
+        + ")"
+    )
+    if set(statuses) != {200}:
+        problems.append(f"non-200 answers: {dict(statuses)}")
+    if {k: sums[k] for k in want} != want:
+        problems.append("the webhook's counts differ from what was sent")
+    lines.append(
+        f"metrics: pipeline_alerts_received_total {received_metric:g} (expected {storm.total})"
+    )
+    if received_metric != storm.total:
+        problems.append("pipeline_alerts_received_total differs from what was sent")
+    return Check("every alert recorded", not problems, lines + [f"  ! {p}" for p in problems])
+
+
+def check_repairs(storm: Storm, db: sqlite3.Connection) -> Check:
+    problems: list[str] = []
+    attempts = db.execute(
+        "SELECT alert_key, trigger, status, actions, component FROM attempts"
+    ).fetchall()
+    repairs = {key: repair for key, repair in db.execute("SELECT key, repair FROM alerts")}
+    per_alert = Counter(key for key, *_ in attempts)
+    wanted = {k for k, a in storm.alerts.items() if a.has_rule}
+    twice = [k for k, n in per_alert.items() if n > 1]
+    unexpected = [k for k in per_alert if k not in wanted]
+    triggers = Counter(trigger for _, trigger, *_ in attempts)
+    outcomes = Counter(status for _, _, status, *_ in attempts)
+    command_ran = sum(
+        1
+        for *_, actions, _ in attempts
+        if (a := json.loads(actions)) and a[0]["type"] == "command" and a[0]["result"] == "success"
+    )
+    wrong_component = [
+        key
+        for key, *_, component in attempts
+        if key in storm.alerts and storm.alerts[key].component != component
+    ]
+    not_repaired = [k for k in wanted if per_alert[k] == 0]
+    skipped = Counter(repairs.get(k, "(no row)") for k in not_repaired)
+    resolved_first = skipped.pop("resolved", 0)
+    # A skipped alert is only fine when it was resolved before its turn came.
+    not_resolved = [k for k in not_repaired if storm.alerts[k].final_status != "resolved"]
+    lines = [
+        f"repairs: {len(attempts)} attempts for {len(wanted)} distinct firing alerts that a rule"
+        f" matches ({len(per_alert)} alerts repaired once, {len(twice)} twice or more,"
+        f" {len(unexpected)} without a rule)",
+        f"repairs: {resolved_first} skipped, resolved before their turn in the component's"
+        f" queue; other skips {dict(skipped) or 0}",
+        f"repairs: triggers {dict(triggers)}; outcomes {dict(outcomes)} (failure is by design:"
+        f" `true` cannot open a closed port); the command ran in {command_ran}",
+    ]
+    if twice or unexpected or wrong_component:
+        problems.append(
+            f"{len(twice)} alerts repaired more than once, {len(unexpected)} unexpected,"
+            f" {len(wrong_component)} repaired the wrong component"
+        )
+    if skipped or not_resolved:
+        problems.append(f"alerts that ran no repair without being resolved: {dict(skipped)}")
+    if set(triggers) - {"alert"} or command_ran != len(attempts):
+        problems.append("an attempt not triggered by an alert, or whose command did not run")
+    lines += [f"  ! {p}" for p in problems]
+    return Check("exactly one repair per distinct alert", not problems, lines)
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+
+def machine() -> list[str]:
+    info = Path("/proc/cpuinfo").read_text()
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in info.splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown CPU",
+    )
+    mem_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal:")
+    )
+    os_name = platform.system()
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                os_name = line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    import aiohttp
+
+    return [
+        f"machine: {model}, {os.cpu_count()} cores, RAM {mem_kb / 2**20:.1f} GiB;"
+        f" {os_name}, Linux {platform.release()}; Python {platform.python_version()},"
+        f" aiohttp {aiohttp.__version__}"
+    ]
+
+
+def figure_line(run: Run) -> str:
+    per = run.cpu / len(run.latencies) * 1000
+    return (
+        f"{run.name:<17} p50 {run.percentile(50):6.1f} ms  p99 {run.percentile(99):6.1f} ms"
+        f"  max {max(run.latencies) * 1000:6.1f} ms  {run.rate:7.1f} notifications/s"
+        f"  server CPU {run.cpu:.2f} s ({per:.2f} ms per notification,"
+        f" busy {run.cpu / run.wall * 100:.0f}% of {run.wall:.2f} s)"
+    )
+
+
+def rounds_line(run: Run, first: int) -> str:
+    """Latency of the first round, where every alert is new, and of the repeats."""
+    head, rest = run.latencies[:first], run.latencies[first:]
+    line = (
+        f"{run.name:<17} first {len(head)} notifications (every alert new):"
+        f" p50 {percentile(head, 50):.1f} ms, p99 {percentile(head, 99):.1f} ms"
+    )
+    if rest:
+        line += (
+            f"; the other {len(rest)} (repeats):"
+            f" p50 {percentile(rest, 50):.1f} ms, p99 {percentile(rest, 99):.1f} ms"
+        )
+    return line
+
+
+def verdict(ok: bool) -> str:
+    return "OK" if ok else "MISSED"
+
+
+# -- main ---------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="An Alertmanager notification storm against pipeline-monitor's webhook,"
+        " next to a bare aiohttp handler; checks what history recorded and the repairs run."
+    )
+    parser.add_argument("--notifications", type=int, help="notifications to send (default 500)")
+    parser.add_argument("--alerts", type=int, help="alerts they carry in all (default 10000)")
+    parser.add_argument("--concurrency", type=int, help="requests in flight (default 50)")
+    parser.add_argument(
+        "--repeats", type=int, default=10, help="times each alert group is notified (default 10)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 100 notifications, 2000 alerts"
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait for the repairs after the storm (default 300)",
+    )
+    # Used by the children this script starts.
+    parser.add_argument("--role", choices=sorted(ROLES), help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--storm", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    quick = {"notifications": 100, "alerts": 2000, "concurrency": 50}
+    full = {"notifications": 500, "alerts": 10_000, "concurrency": 50}
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if min(args.notifications, args.alerts, args.concurrency, args.repeats) < 1:
+        parser.error("--notifications, --alerts, --concurrency and --repeats must be at least 1")
+    if args.alerts // args.notifications > 10_000:
+        parser.error("a notification may carry at most 10000 alerts")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.role:
+        asyncio.run(ROLES[args.role](args))
+        return 0
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+
+    def say(line: str = "") -> None:
+        print(line, flush=True)
+
+    storm = build_storm(args.notifications, args.alerts, args.repeats)
+    resolved = sum(a.final_status == "resolved" for a in storm.alerts.values())
+    with_rule = sum(a.has_rule for a in storm.alerts.values())
+    say(
+        f"webhook_storm: {len(storm.bodies)} notifications carrying {storm.total} alerts"
+        f" ({len(storm.alerts)} distinct, {with_rule} matching a recovery rule, {resolved} ending"
+        f" resolved), {args.concurrency} in flight"
+    )
+    for line in machine():
+        say(line)
+    with tempfile.TemporaryDirectory(prefix="webhook-storm-") as name:
+        tmp = Path(name)
+        children = Children(tmp)
+        try:
+            storm_file = tmp / "storm.json"
+            storm_file.write_text(json.dumps(storm.bodies))
+            state_dir = tmp / "state"
+            port, bare_port, closed_port = free_port(), free_port(), free_port()
+            config = service_config(tmp, port, closed_port)
+            service = children.spawn(
+                "pipeline-monitor",
+                [*service_argv(), "--config", str(config), "--log-level", "WARNING"],
+                env={"PIPELINE_STATE_DIR": str(state_dir), "PIPELINE_API_TOKEN": TOKEN},
+            )
+            bare = children.role("bare", "bare", ["--port", str(bare_port)])
+            wait_healthy(bare_port, bare, "bare", tmp / "bare.log")
+            wait_healthy(port, service, "pipeline-monitor", tmp / "pipeline-monitor.log")
+
+            bare_run = storm_against(
+                children, "bare", "bare aiohttp", bare_port, bare.pid, storm_file, args
+            )
+            real = storm_against(
+                children, "monitor", "pipeline-monitor", port, service.pid, storm_file, args
+            )
+            db_path = state_dir / "history.sqlite3"
+            drain = wait_drained(db_path, service, args.drain_timeout)
+            received = sum(scrape_counter(port, "pipeline_alerts_received").values())
+            code = children.stop(service)
+            if code != 0:
+                raise BenchError(
+                    f"pipeline-monitor exited with code {code} on SIGTERM:"
+                    f" {tail(tmp / 'pipeline-monitor.log')}"
+                )
+            with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
+                checks = [
+                    check_recorded(storm, db, real, received),
+                    check_repairs(storm, db),
+                ]
+            audit = (tmp / "audit.log").read_text().count("ALERT_TRIGGERED")
+        except KeyboardInterrupt:
+            say("interrupted: stopping every child process")
+            return 130
+        except BenchError as exc:
+            say(f"webhook_storm: {exc}")
+            return 1
+        finally:
+            children.close()
+
+    ratio = real.rate / bare_run.rate
+    p99 = real.percentile(99)
+    say()
+    say(figure_line(real))
+    say(figure_line(bare_run))
+    say(rounds_line(real, storm.groups))
+    say(f"throughput ratio: {ratio:.2f} of the bare handler's notifications/s")
+    say(f"repairs drained {drain:.1f} s after the storm's last answer")
+    for check in checks:
+        for line in check.lines:
+            say(line)
+    say(f"audit log: {audit} ALERT_TRIGGERED lines (one per distinct alert)")
+    say()
+    say("aims:")
+    say(f"  p99 under {AIM_P99_MS:g} ms: {p99:.1f} ms  {verdict(p99 < AIM_P99_MS)}")
+    say(
+        f"  at least {AIM_THROUGHPUT_RATIO:g} of the bare handler's throughput: {ratio:.2f}"
+        f"  {verdict(ratio >= AIM_THROUGHPUT_RATIO)}"
+    )
+    for check in checks:
+        say(f"  {check.name}: {verdict(check.ok)}")
+    return 0 if all(c.ok for c in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""The engine's promises around repeated failures and repeated notifications.
+
+* After ``max_attempts`` failed repairs the component is handed to people.
+* Alertmanager repeating an alert, or two Alertmanagers sending it at once,
+  runs one repair.
+* A resolved alert cancels the pending retry.
+
+The repair is a real ``command`` that appends a line to a file (so the test
+counts runs by their side effect, not by what the engine says) and does not
+fix anything: the validation service's port has nothing listening on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from exporter.config import DEFAULT_MANUAL_STEPS
+from recovery.recovery_support import (
+    PYTHON,
+    build_config,
+    make_alert,
+    metric_value,
+    payload,
+    query_db,
+    resolved,
+    rule,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+APPEND = "import os, sys; open(sys.argv[1], 'a').write(os.environ['ALERT_ALERTNAME'] + '\\n')"
+
+
+def _runs(counter: Path) -> int:
+    return len(counter.read_text().splitlines()) if counter.exists() else 0
+
+
+def _config(state_dir: Path, port: int, counter: Path, **recovery: float):
+    return build_config(
+        state_dir,
+        {
+            "validation_service": {
+                "probes": [
+                    {"type": "http", "url": f"http://127.0.0.1:{port}/health", "timeout": 0.5}
+                ]
+            }
+        },
+        [
+            rule(
+                "validation_service",
+                {"type": "command", "argv": [PYTHON, "-c", APPEND, str(counter)]},
+            )
+        ],
+        recovery={"verify_timeout": 0.6, **recovery},
+    )
+
+
+async def _unhealthy(app) -> None:
+    async def down() -> bool:
+        return await app.component_status("validation_service") == "unhealthy"
+
+    await wait_until(down, message="validation_service unhealthy")
+
+
+async def _repair_state(app, alert: dict) -> str:
+    key = f"{alert['fingerprint']}@{alert['startsAt']}"
+    rows = await asyncio.to_thread(
+        query_db, app.db_path, "SELECT repair FROM alerts WHERE key = ?", key
+    )
+    return rows[0][0] if rows else ""
+
+
+async def _ended(app, count: int) -> list[dict]:
+    """Wait until ``count`` attempts have ended; return them all."""
+
+    async def ended() -> list[dict] | None:
+        rows = await app.attempts()
+        done = [r for r in rows if r["status"] != "running"]
+        return rows if len(done) >= count else None
+
+    return await wait_until(ended, timeout=20, message=f"{count} attempt(s) ended")
+
+
+async def test_repeated_failures_escalate_to_people(app_factory, state_dir, tmp_path, unused_port):
+    counter = tmp_path / "runs.log"
+    config = _config(state_dir, unused_port, counter, max_attempts=2, retry_delay=0.3)
+    app = await app_factory(config)
+    await _unhealthy(app)
+    assert (
+        metric_value(
+            await app.metrics(),
+            "pipeline_recovery_escalations_total",
+            component="validation_service",
+        )
+        == 0.0
+    )
+
+    await app.post_alerts(make_alert("validation_service"))
+
+    async def escalated() -> bool:
+        details = (await app.status())["component_details"]["validation_service"]
+        return bool(details["manual_intervention"])
+
+    await wait_until(escalated, timeout=20, message="the component is handed to people")
+    rows = await app.attempts()
+    assert [r["status"] for r in rows] == ["failure", "failure"]
+    assert [r["trigger"] for r in rows] == ["alert", "retry"]
+    assert _runs(counter) == 2
+
+    status = await app.status()
+    detail = status["component_details"]["validation_service"]["manual_intervention_detail"]
+    steps = DEFAULT_MANUAL_STEPS["validation_service"]
+    assert detail["manual_steps"] == steps
+    assert detail["attempt_id"] == rows[-1]["attempt_id"]
+    assert status["is_auto_recoverable"] is False
+    assert any("needs an engineer" in line for line in status["suggested_actions"])
+
+    (line,) = await wait_until(lambda: app.audit("ESCALATION"), message="ESCALATION logged")
+    assert line["component"] == "validation_service"
+    assert line["manual_steps"] == steps
+    assert line["attempt_id"] == rows[-1]["attempt_id"]
+    assert "ESCALATION" in app.audit_path.read_text()
+    assert any(e["type"] == "escalation" for e in await app.history())
+
+    text = await app.metrics()
+    assert (
+        metric_value(text, "pipeline_recovery_escalations_total", component="validation_service")
+        == 1.0
+    )
+    assert (
+        metric_value(text, "pipeline_component_manual_intervention", component="validation_service")
+        == 1.0
+    )
+    assert (
+        metric_value(
+            text,
+            "pipeline_recovery_attempts_total",
+            component="validation_service",
+            action="command",
+            result="failure",
+        )
+        == 2.0
+    )
+
+    editor = await app.get_json("/api/pipeline/editor-message")
+    assert editor["can_publish"] is False
+    assert editor["state"] == "down"
+    assert "Engineers were notified at" in editor["message"]
+    assert "are working on it" in editor["message"]
+    (component,) = editor["components"]
+    assert component["words"] == "Not working: engineers are working on it"
+    assert component["manual_intervention"] is True
+
+    # Escalated: no further repair, although the alert still fires.
+    await asyncio.sleep(1.0)
+    assert _runs(counter) == 2
+    assert len(await app.attempts()) == 2
+
+
+async def test_duplicate_notifications_run_one_repair(
+    app_factory, state_dir, tmp_path, unused_port
+):
+    counter = tmp_path / "runs.log"
+    # A long retry delay: within the test, every run is a first repair of an alert.
+    config = _config(state_dir, unused_port, counter, max_attempts=5, retry_delay=60)
+    app = await app_factory(config)
+    await _unhealthy(app)
+
+    # Alertmanager repeats a notification (repeat_interval, or a group update).
+    first = make_alert("validation_service")
+    one = await app.post_alerts(first)
+    two = await app.post_alerts(first)
+    assert (one["new"], one["duplicates"], one["repairs_queued"]) == (1, 0, 1)
+    assert (two["new"], two["duplicates"], two["repairs_queued"]) == (0, 1, 0)
+    await _ended(app, 1)
+    await asyncio.sleep(0.5)  # a second repair would start right after the first
+    assert _runs(counter) == 1
+    assert len(await app.attempts()) == 1
+
+    # Both Alertmanagers of an HA pair send the same alert at the same moment.
+    second = make_alert("validation_service", starts_at=None)
+    body = payload(second)
+    async with aiohttp.ClientSession() as one_am, aiohttp.ClientSession() as other_am:
+        answers = await asyncio.gather(_post(one_am, app, body), _post(other_am, app, body))
+    assert sorted((a["new"], a["duplicates"]) for a in answers) == [(0, 1), (1, 0)]
+    assert sum(a["repairs_queued"] for a in answers) == 1
+    await _ended(app, 2)
+    await asyncio.sleep(0.5)
+    assert _runs(counter) == 2
+    rows = await app.attempts()
+    assert len(rows) == 2
+    assert rows[0]["alert_key"] != rows[1]["alert_key"]
+
+    counts = await asyncio.to_thread(
+        query_db, app.db_path, "SELECT notifications FROM alerts ORDER BY first_seen"
+    )
+    assert counts == [(2,), (2,)]
+    text = await app.metrics()
+    assert metric_value(text, "pipeline_alerts_received_total", status="firing") == 4.0
+
+
+async def test_a_resolved_alert_cancels_the_pending_retry(
+    app_factory, state_dir, tmp_path, unused_port
+):
+    counter = tmp_path / "runs.log"
+    config = _config(state_dir, unused_port, counter, max_attempts=5, retry_delay=1.5)
+    app = await app_factory(config)
+    await _unhealthy(app)
+
+    alert = make_alert("validation_service")
+    await app.post_alerts(alert)
+    await wait_until(lambda: _is_repair(app, alert, "retry_pending"), message="a retry is pending")
+    assert _runs(counter) == 1
+
+    answer = await app.post_alerts(resolved(alert))
+    assert (answer["resolved"], answer["new"], answer["repairs_queued"]) == (1, 0, 0)
+    await wait_until(lambda: _is_repair(app, alert, "resolved"), message="retry cancelled")
+    await asyncio.sleep(2.0)  # past the retry's time
+    assert _runs(counter) == 1
+    assert len(await app.attempts()) == 1
+
+    (event,) = [
+        e for e in await app.history() if e["type"] == "alert" and e["status"] == "resolved"
+    ]
+    assert event["retry_cancelled"] is True
+    assert event["fingerprint"] == alert["fingerprint"]
+    assert "ALERT_RESOLVED: component=validation_service" in app.audit_path.read_text()
+
+
+async def _is_repair(app, alert: dict, state: str) -> bool:
+    return await _repair_state(app, alert) == state
+
+
+async def _post(session: aiohttp.ClientSession, app, body: dict) -> dict:
+    async with session.post(
+        f"{app.url}/api/alertmanager/webhook", json=body, headers=app.auth()
+    ) as response:
+        assert response.status == 200
+        return dict(await response.json())
