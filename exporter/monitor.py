@@ -29,7 +29,7 @@ class Monitor:
         self.config = config
         self.audit = audit if audit is not None else AuditLog(config.audit)
         self._owns_audit = audit is None
-        self.context = ProbeContext()
+        self.context = ProbeContext(keepalive=config.check_interval + 15.0)
         self.state = PipelineState(
             ComponentState(
                 name=name,

@@ -37,6 +37,15 @@ class ProbeScheduler:
         # Probe runs cancelled at their timeout that have not finished unwinding.
         self._abandoned: dict[Probe, asyncio.Future[ProbeResult]] = {}
         self._loop_task: asyncio.Task[None] | None = None
+        # Looked up once: a runtime Protocol check per probe per run adds up at
+        # a thousand targets.
+        self._switchable: dict[str, SwitchableProbe | None] = {
+            name: next(
+                (p for p in found if isinstance(p, SwitchableProbe) and len(p.targets) > 1),
+                None,
+            )
+            for name, found in self.probes.items()
+        }
         for name in self.probes:
             self._sync_targets(name)
 
@@ -175,18 +184,14 @@ class ProbeScheduler:
     # -- storage targets and client resets (used by repair actions) ------------
 
     def _sync_targets(self, name: str) -> None:
-        component = self.state.components[name]
-        for probe in self.probes[name]:
-            if isinstance(probe, SwitchableProbe) and len(probe.targets) > 1:
-                component.targets = probe.targets
-                component.active_target = probe.active_target
-                return
+        probe = self._switchable[name]
+        if probe is not None:
+            component = self.state.components[name]
+            component.targets = probe.targets
+            component.active_target = probe.active_target
 
     def switchable(self, name: str) -> SwitchableProbe | None:
-        for probe in self.probes.get(name, []):
-            if isinstance(probe, SwitchableProbe) and len(probe.targets) > 1:
-                return probe
-        return None
+        return self._switchable.get(name)
 
     def switch_target(self, name: str, target: str) -> None:
         probe = self.switchable(name)

@@ -107,8 +107,9 @@ class ProbeContext:
     timeouts because a thread cannot be cancelled.
     """
 
-    def __init__(self, max_threads: int = 32) -> None:
+    def __init__(self, max_threads: int = 32, keepalive: float = 15.0) -> None:
         self._session: aiohttp.ClientSession | None = None
+        self._keepalive = keepalive
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=max_threads, thread_name_prefix="probe"
         )
@@ -116,7 +117,11 @@ class ProbeContext:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=60)
+            # Idle connections must outlive the pause between two cycles, or
+            # every cycle reconnects to every target.
+            connector = aiohttp.TCPConnector(
+                limit=0, ttl_dns_cache=60, keepalive_timeout=self._keepalive
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 headers={"User-Agent": "pipeline-monitor"},
