@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
@@ -119,16 +120,22 @@ class PipelineHealthMonitor:
         alert_callback: AlertCallback | None = None,
         config: AppConfig | str | Path | None = None,
     ) -> None:
+        if check_interval is not None and not check_interval > 0:
+            raise ValueError(f"check_interval must be > 0 seconds, got {check_interval!r}")
         if isinstance(config, AppConfig):
             loaded = config
+            if check_interval is not None:
+                # Probe timeouts are explicit in a built config: they must still fit.
+                loaded = AppConfig.model_validate(
+                    {**config.model_dump(), "check_interval": check_interval}
+                )
         else:
-            loaded = load_config(AppConfig, config)
-        if check_interval is not None:
-            if check_interval <= 0:
-                raise ValueError(f"check_interval must be > 0 seconds, got {check_interval!r}")
-            loaded = AppConfig.model_validate(
-                {**loaded.model_dump(), "check_interval": check_interval}
-            )
+            # Through the loader, as PIPELINE_CHECK_INTERVAL would be: default probe
+            # timeouts are then derived from this interval.
+            environ = dict(os.environ)
+            if check_interval is not None:
+                environ["PIPELINE_CHECK_INTERVAL"] = str(check_interval)
+            loaded = load_config(AppConfig, config, environ)
         self.config = loaded
         self.check_interval = loaded.check_interval
         self.alert_callback = alert_callback
@@ -148,7 +155,16 @@ class PipelineHealthMonitor:
             target=self._run, args=(ready,), name="pipeline-monitor", daemon=True
         )
         self._thread.start()
-        ready.result(timeout=wait)
+        try:
+            ready.result(timeout=wait)
+        except BaseException:
+            # Not started: leave nothing half-alive for stop_monitoring to trip on.
+            if self._loop is not None and self._stop is not None:
+                self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(wait)
+            self._thread = None
+            self._loop = None
+            raise
 
     def stop_monitoring(self, wait: float = 30.0) -> None:
         if self._thread is None or self._loop is None:

@@ -34,6 +34,10 @@ from typing import Any
 
 import yaml
 
+from exporter.config import ConfigError, load_config
+from recovery_webhook.auth import resolve_token
+from recovery_webhook.config import AppConfig
+
 DEPLOY = Path(__file__).resolve().parent
 ROOT = DEPLOY.parent
 
@@ -285,7 +289,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="the monitor's config (default: built-in)")
     parser.add_argument(
-        "--fast", action="store_true", help="1s scrapes and short alert delays, for demos"
+        "--fast",
+        action="store_true",
+        help="1s scrapes and short alert delays, for demos (and a 1s check interval"
+        " with the built-in config)",
     )
     parser.add_argument("--port", type=int, default=8000, help="the monitor's port (8000)")
     parser.add_argument("--prometheus-port", type=int, default=9090)
@@ -295,16 +302,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    state = Path(os.environ.get("PIPELINE_STATE_DIR") or ROOT / ".state").resolve()
+    env = dict(os.environ)
+    if args.fast and not args.config:
+        # A config file keeps its own interval (its probe timeouts are sized for it).
+        env.setdefault("PIPELINE_CHECK_INTERVAL", "1")
+    try:
+        # The monitor's own reading of its config: same state directory, same token.
+        config = load_config(AppConfig, args.config, env)
+    except ConfigError as exc:
+        print(f"local-stack: {exc}", file=sys.stderr)
+        return 2
+    state = config.state_dir.resolve()
     work = state / "local-stack"
     work.mkdir(parents=True, exist_ok=True)
     if not args.no_install:
         install_missing()
 
     monitor_bin = Path(sys.executable).with_name("pipeline-monitor")
-    env = {**os.environ, "PIPELINE_STATE_DIR": str(state)}
-    if args.fast:
-        env.setdefault("PIPELINE_CHECK_INTERVAL", "1")
     command = [str(monitor_bin), "run", "--port", str(args.port)]
     if args.config:
         command += ["--config", args.config]
@@ -328,10 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         if prometheus is None or alertmanager is None:
             print("local-stack: prometheus/alertmanager not installed: running the monitor alone")
         else:
-            token = (
-                os.environ.get("PIPELINE_API_TOKEN")
-                or (state / "api-token").read_text(encoding="utf-8").strip()
-            )
+            token = resolve_token(config, env)
             sink.start()
             am_address = f"127.0.0.1:{args.alertmanager_port}"
             timing = {"group_wait": "1s", "group_interval": "5s"} if args.fast else None

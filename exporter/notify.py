@@ -67,6 +67,7 @@ class TransitionNotifier:
     def submit(self, message: dict[str, Any]) -> None:
         if self._queue.full():
             self._queue.get_nowait()
+            self._queue.task_done()  # or stop() would wait for it forever
             self.dropped += 1
             log.warning("alert webhook queue full: dropped the oldest notification")
         self._queue.put_nowait(message)

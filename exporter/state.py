@@ -7,12 +7,15 @@ thread; readers on other threads take a snapshot.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from exporter.model import ProbeResult, Status
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,10 @@ class PipelineState:
         component.since = at
         component.transitions.append(transition)
         for listener in self._listeners:
-            listener(transition)
+            try:
+                listener(transition)
+            except Exception:  # one listener's bug must not cost the others (or the probe)
+                log.exception("transition listener failed for %s", name)
         return transition
 
     def overall_status(self) -> Status:

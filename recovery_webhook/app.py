@@ -53,7 +53,11 @@ async def serve(config: AppConfig) -> None:
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.server.host, config.server.port)
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()  # the service has started: stop it cleanly
+        raise
     # What start-up built (modules, models, schemas) lives as long as the process:
     # keep the cyclic GC from scanning it in every full collection, which would
     # otherwise stall the first alert storm by tens of milliseconds.

@@ -140,6 +140,7 @@ def format_table(report: dict[str, Any]) -> str:
 
 def run_service(args: argparse.Namespace) -> int:
     from recovery_webhook.app import serve  # aiohttp app only when serving
+    from recovery_webhook.service import StateDirInUse
 
     logging.basicConfig(
         level=args.log_level.upper(),
@@ -154,7 +155,17 @@ def run_service(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         raise ConfigError(format_validation_error("command line", exc)) from None
     config = config.model_copy(update={"server": server})
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except StateDirInUse as exc:
+        print(f"pipeline-monitor: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the port is taken, the address is not ours
+        print(
+            f"pipeline-monitor: cannot listen on {server.host}:{server.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

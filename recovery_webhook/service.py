@@ -4,8 +4,11 @@ the monitor, the history, the recovery engine, and the answers they give."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 from exporter import __version__
@@ -29,6 +32,32 @@ _HOUSEKEEPING_SECONDS = 15.0
 _INCIDENT_EVENTS_READ = 500
 
 
+class StateDirInUse(RuntimeError):
+    """Another monitor holds the state directory (history, heartbeat, token)."""
+
+
+def lock_state_dir(state_dir: Path) -> int:
+    """Hold ``state_dir/monitor.lock`` for this process; return the descriptor.
+
+    Two monitors on one state directory would write each other's heartbeats and
+    stop events into one history and make its uptime figures wrong.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(state_dir / "monitor.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise StateDirInUse(
+            f"{state_dir} is in use by another pipeline-monitor (pid {holder});"
+            " give each monitor its own PIPELINE_STATE_DIR"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
 class PipelineService:
     def __init__(self, config: AppConfig, audit: AuditLog | None = None) -> None:
         self.config = config
@@ -43,11 +72,17 @@ class PipelineService:
         self._base_counts: dict[str, tuple[int, int]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._housekeeping: asyncio.Task[None] | None = None
+        self._lock: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.history.open()
+        self._lock = lock_state_dir(self.config.state_dir)
+        try:
+            await self.history.open()
+        except BaseException:
+            os.close(self._lock)
+            raise
         heartbeat = await self.history.get_setting(_HEARTBEAT)
         if heartbeat:
             # The last run ended without a goodbye (killed): what happened after
@@ -76,6 +111,9 @@ class PipelineService:
         await self.history.close()
         if self._owns_audit:
             self.audit.close()
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     async def _housekeep(self) -> None:
         last_prune = 0.0
@@ -93,12 +131,13 @@ class PipelineService:
                 log.exception("history housekeeping failed")
 
     async def _flush_counts(self) -> None:
-        deltas = {}
-        for name, component in self.monitor.state.components.items():
-            runs, failures = self._counted[name]
-            deltas[name] = (component.runs - runs, component.failures - failures)
-            self._counted[name] = (component.runs, component.failures)
+        now = {name: (c.runs, c.failures) for name, c in self.monitor.state.components.items()}
+        deltas = {
+            name: (runs - self._counted[name][0], failures - self._counted[name][1])
+            for name, (runs, failures) in now.items()
+        }
         await self.history.add_check_counts(deltas)
+        self._counted.update(now)  # only once written: a failed write is retried next time
 
     def _on_transition(self, transition: Transition) -> None:
         events: list[tuple[float, str, str | None, dict[str, Any]]] = [

@@ -402,10 +402,11 @@ async def test_filesystem_blocked_write_ends_at_the_timeout(
     the probe's thread cannot be cancelled, the scheduler's timeout must still
     end the run. Opening the FIFO for reading afterwards lets the thread finish.
     """
-    fifo = tmp_path / f"{CANARY_PREFIX}{os.getpid()}"
+    harness = probe_harness({"type": "filesystem", "path": str(tmp_path), "timeout": 0.5})
+    (probe,) = harness.monitor.scheduler.probes[harness.component]
+    fifo = tmp_path / probe.canary_name  # type: ignore[attr-defined]
     os.mkfifo(fifo)
     try:
-        harness = probe_harness({"type": "filesystem", "path": str(tmp_path), "timeout": 0.5})
         run = await harness.run()
         assert run.result.status is Status.UNHEALTHY
         assert run.elapsed < 0.5 + SLACK

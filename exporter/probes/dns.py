@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from typing import ClassVar, Literal
 
+import aiohttp.resolver
 from pydantic import Field
 
 from exporter.model import Measurement, Status
@@ -27,14 +27,18 @@ class Probe(BaseProbe):
     config: DnsConfig
 
     async def check(self) -> tuple[Status, list[Measurement], str | None]:
-        loop = asyncio.get_running_loop()
+        # aiohttp's resolver, as the http probes use: the system's (threaded)
+        # lookup, or c-ares (cancellable) when aiodns is installed.
+        resolver = aiohttp.resolver.DefaultResolver()
         try:
-            infos = await loop.getaddrinfo(self.config.hostname, None, type=socket.SOCK_STREAM)
+            found = await resolver.resolve(self.config.hostname, 0, family=socket.AF_UNSPEC)
         except OSError as exc:
             raise ProbeFailure(
                 f"cannot resolve {self.config.hostname}: {describe_error(exc)}"
             ) from None
-        addresses = sorted({str(info[4][0]) for info in infos})
+        finally:
+            await resolver.close()
+        addresses = sorted({str(result["host"]) for result in found})
         expected = self.config.expected_addresses
         if expected and not set(addresses) & set(expected):
             raise ProbeFailure(

@@ -33,7 +33,7 @@ class FilesystemConfig(ProbeConfig):
     free_bytes_unhealthy: Bytes | None = 100 << 20
 
 
-def canary_round_trip(directory: Path, create_missing: bool) -> int:
+def canary_round_trip(directory: Path, create_missing: bool, canary_name: str) -> int:
     """Write, read back and delete a small file; return the free bytes. Blocking."""
     if create_missing:
         try:
@@ -43,7 +43,7 @@ def canary_round_trip(directory: Path, create_missing: bool) -> int:
     if not directory.is_dir():
         raise ProbeFailure(f"{directory} does not exist or is not a directory")
     payload = random.token_bytes(64)
-    canary = directory / f"{CANARY_PREFIX}{os.getpid()}"
+    canary = directory / canary_name
     try:
         with open(canary, "wb") as handle:
             handle.write(payload)
@@ -76,6 +76,9 @@ class Probe(BaseProbe):
 
     def __init__(self, config: FilesystemConfig, context: ProbeContext) -> None:
         super().__init__(config, context)
+        # Its own name: two probes (or monitors) on one directory must not
+        # delete or overwrite each other's canary.
+        self.canary_name = f"{CANARY_PREFIX}{os.getpid()}-{random.token_hex(4)}"
         self.targets: tuple[str, ...] = (
             ("primary", "secondary") if config.secondary_path else ("primary",)
         )
@@ -99,7 +102,7 @@ class Probe(BaseProbe):
     def _round_trip(self, directory: Path) -> int:
         self._blocked.set()
         try:
-            return canary_round_trip(directory, self.config.create_missing)
+            return canary_round_trip(directory, self.config.create_missing, self.canary_name)
         finally:
             self._blocked.clear()
 

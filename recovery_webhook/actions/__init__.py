@@ -64,8 +64,20 @@ def default_rules() -> list[dict[str, Any]]:
             "component": "database",
             "actions": [{"type": "reconnect"}, {"type": "postgres_terminate"}],
         },
-        {"alertname": down, "component": "storage", "actions": [{"type": "storage_failover"}]},
-        # Instead of the seed's "clear queue", which would lose articles.
+        {
+            "alertname": "PipelineDatabaseConnectionsHigh",
+            "component": "database",
+            "actions": [{"type": "postgres_terminate", "blocking": False}],
+        },
+        {
+            "alertname": [*down, "PipelineStorageLowSpace"],
+            "component": "storage",
+            "actions": [{"type": "storage_failover"}],
+        },
+        # Instead of the seed's "clear queue", which would lose articles. Moving
+        # stuck messages aside (rabbitmq_park) only helps together with a restart
+        # of the consumers, which only the config can name: see
+        # deploy/pipeline.example.yml for that rule.
         {"alertname": down, "component": "queue", "actions": [{"type": "reconnect"}]},
     ]
 

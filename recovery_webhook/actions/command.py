@@ -19,6 +19,7 @@ from typing import IO, ClassVar, Literal
 from pydantic import Field
 
 from recovery_webhook.actions.base import (
+    MAX_OUTPUT,
     ActionConfig,
     ActionContext,
     ActionError,
@@ -35,6 +36,19 @@ class CommandConfig(ActionConfig):
 
 
 _UNSAFE = re.compile(r"[^A-Z0-9_]")
+
+
+# The monitor's own secrets stay with the monitor: a repair script gets the
+# environment minus these (and their _FILE forms).
+_PRIVATE_VARIABLES = ("PIPELINE_API_TOKEN", "DATABASE_URL", "ALERT_WEBHOOK_URL")
+
+
+def child_environment() -> dict[str, str]:
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name.removesuffix("_FILE") not in _PRIVATE_VARIABLES
+    }
 
 
 def label_environment(component: str, labels: Mapping[str, str]) -> dict[str, str]:
@@ -63,7 +77,7 @@ async def run_argv(
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=output,
                 stderr=output,
-                env={**os.environ, **(env or {})},
+                env={**child_environment(), **(env or {})},
                 cwd=cwd,
                 start_new_session=True,  # its own process group: a timeout kills it all
             )
@@ -97,8 +111,15 @@ def _kill_group(pid: int) -> None:
 
 
 def _read(output: IO[bytes]) -> str:
+    """The output, or its head and tail: a chatty command may write gigabytes."""
+    size = output.seek(0, os.SEEK_END)
     output.seek(0)
-    return truncate(output.read().decode("utf-8", "replace"))
+    if size <= MAX_OUTPUT * 4:
+        return truncate(output.read().decode("utf-8", "replace"))
+    head = output.read(MAX_OUTPUT // 2).decode("utf-8", "replace")
+    output.seek(size - MAX_OUTPUT // 2)
+    tail = output.read().decode("utf-8", "replace")
+    return f"{head}\n… [{size - MAX_OUTPUT} characters cut] …\n{tail}"
 
 
 class Action(BaseAction):

@@ -11,6 +11,7 @@ says ``allow_data_loss: true``.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable
 from typing import ClassVar, Literal
 
@@ -67,15 +68,29 @@ class PurgeConfig(_QueueActionConfig):
 
 
 def move_messages(
-    channel: BlockingChannel, source: str, destination: str, limit: int | None
+    channel: BlockingChannel,
+    source: str,
+    destination: str,
+    limit: int | None,
+    deadline: float | None = None,
 ) -> int:
-    """Move up to ``limit`` (default: those waiting now) messages, confirming each."""
+    """Move up to ``limit`` (default: those waiting now) messages, confirming each.
+
+    Stops at ``deadline`` (time.monotonic()): the thread this runs on cannot be
+    cancelled, and the next action must not start while messages still move.
+    """
     waiting = channel.queue_declare(source, passive=True).method.message_count
-    target_before = channel.queue_declare(destination, durable=True).method.message_count
+    ensure_queue(channel, destination)
+    target_before = channel.queue_declare(destination, passive=True).method.message_count
     channel.confirm_delivery()
     budget = waiting if limit is None else min(limit, waiting)
     moved = 0
     while moved < budget:
+        if deadline is not None and time.monotonic() > deadline:
+            raise ActionError(
+                f"out of time after moving {moved} of {budget} message(s) from {source!r}"
+                f" to {destination!r}; the rest stay in {source!r}"
+            )
         method, properties, body = channel.basic_get(source, auto_ack=False)
         if method is None:
             break
@@ -98,6 +113,24 @@ def move_messages(
             f" {target_after - target_before}: is something consuming it?"
         )
     return moved
+
+
+def ensure_queue(channel: BlockingChannel, queue: str) -> None:
+    """Create ``queue`` (durable) only when it does not exist.
+
+    An existing queue is never redeclared: its own durability and arguments
+    would not match ours, and the broker would close the channel. The check
+    runs on a channel of its own, which a 404 closes.
+    """
+    check = channel.connection.channel()
+    try:
+        check.queue_declare(queue, passive=True)
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code != 404:
+            raise
+        channel.queue_declare(queue, durable=True)
+    else:
+        check.close()
 
 
 class _QueueAction(BaseAction):
@@ -129,22 +162,25 @@ class _QueueAction(BaseAction):
         params = connection_parameters(url, min(context.timeout, 30.0))
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(None, self._blocking, params, queue)
+            # The thread cannot be cancelled: it stops itself a little before
+            # the engine gives up on the action.
+            deadline = time.monotonic() + context.timeout * 0.9
+            return await loop.run_in_executor(None, self._blocking, params, queue, deadline)
         except pika.exceptions.ChannelClosedByBroker as exc:
             permanent = exc.reply_code == 404
             raise ActionError(f"queue {queue!r}: {broker_error(exc)}", permanent) from None
         except (pika.exceptions.AMQPError, OSError) as exc:
             raise ActionError(broker_error(exc)) from None
 
-    def _blocking(self, params: pika.URLParameters, queue: str) -> str:
+    def _blocking(self, params: pika.URLParameters, queue: str, deadline: float) -> str:
         connection = pika.BlockingConnection(params)
         try:
-            return self.on_channel(connection.channel(), queue)
+            return self.on_channel(connection.channel(), queue, deadline)
         finally:
             if connection.is_open:
                 connection.close()
 
-    def on_channel(self, channel: BlockingChannel, queue: str) -> str:
+    def on_channel(self, channel: BlockingChannel, queue: str, deadline: float) -> str:
         raise NotImplementedError
 
     def secrets(self) -> Iterable[str]:
@@ -159,9 +195,9 @@ class Park(_QueueAction):
     Config: ClassVar[type[ParkConfig]] = ParkConfig
     config: ParkConfig
 
-    def on_channel(self, channel: BlockingChannel, queue: str) -> str:
+    def on_channel(self, channel: BlockingChannel, queue: str, deadline: float) -> str:
         parking = self.config.parking_queue or f"{queue}.parking"
-        moved = move_messages(channel, queue, parking, self.config.max_messages)
+        moved = move_messages(channel, queue, parking, self.config.max_messages, deadline)
         return f"parked {moved} message(s) from {queue!r} in {parking!r}"
 
 
@@ -170,9 +206,9 @@ class Unpark(_QueueAction):
     Config: ClassVar[type[UnparkConfig]] = UnparkConfig
     config: UnparkConfig
 
-    def on_channel(self, channel: BlockingChannel, queue: str) -> str:
+    def on_channel(self, channel: BlockingChannel, queue: str, deadline: float) -> str:
         parking = self.config.parking_queue or f"{queue}.parking"
-        moved = move_messages(channel, parking, queue, self.config.max_messages)
+        moved = move_messages(channel, parking, queue, self.config.max_messages, deadline)
         return f"moved {moved} message(s) from {parking!r} back to {queue!r}"
 
 
@@ -181,6 +217,6 @@ class Purge(_QueueAction):
     Config: ClassVar[type[PurgeConfig]] = PurgeConfig
     config: PurgeConfig
 
-    def on_channel(self, channel: BlockingChannel, queue: str) -> str:
+    def on_channel(self, channel: BlockingChannel, queue: str, deadline: float) -> str:
         frame = channel.queue_purge(queue)
         return f"purged {frame.method.message_count} message(s) from {queue!r} (data loss allowed)"

@@ -24,4 +24,7 @@ class Action(BaseAction):
         scheduler = context.monitor.scheduler
         await scheduler.reset(context.component)
         count = len(scheduler.probes[context.component])
-        return f"dropped the clients of {count} probe(s) of {context.component}; they reconnect"
+        return (
+            f"dropped the cached connections of {context.component}'s {count} probe(s);"
+            " their next runs connect afresh"
+        )
