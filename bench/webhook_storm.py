@@ -19,7 +19,8 @@ recorded and repair nothing.
 
 Every party runs in its own process:
 
-* the real service, ``pipeline-monitor run``, with a temporary state directory,
+* the real service, ``pipeline-monitor run`` with its default settings (log
+  level INFO, no access log: as in production), a temporary state directory,
   ``PIPELINE_API_TOKEN`` and a config whose components are TCP probes of a
   closed port (so every component is down and no repair is skipped as "not
   needed"), and one recovery rule for ``PipelineComponentDown`` running a real
@@ -34,7 +35,9 @@ Every party runs in its own process:
   (bare first) and times every request from send to the last byte read.
 
 After the storm the run waits until no repair is queued or running, scrapes
-/metrics, stops the service (SIGTERM) and reads its SQLite history:
+/metrics, stops the service (SIGTERM: a clean stop, which also writes the
+delivery counts of repeats that the service keeps in memory for up to half a
+second) and reads its SQLite history:
 
 * **every alert recorded**: one ``alerts`` row per distinct alert, each with
   ``notifications`` equal to the times it was sent and the status it ended in;
@@ -855,7 +858,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = service_config(tmp, port, closed_port)
             service = children.spawn(
                 "pipeline-monitor",
-                [*service_argv(), "--config", str(config), "--log-level", "WARNING"],
+                # Production settings: its own defaults (log level INFO, no access log).
+                [*service_argv(), "--config", str(config)],
                 env={"PIPELINE_STATE_DIR": str(state_dir), "PIPELINE_API_TOKEN": TOKEN},
             )
             bare = children.role("bare", "bare", ["--port", str(bare_port)])

@@ -4,19 +4,27 @@ Text lines read ``TIMESTAMP - LOGGER_NAME - LEVEL - EVENT: payload`` exactly as 
 seed's log-interpretation guide shows them; ``format: json`` writes one JSON
 object per line for log shippers. Nothing secret is passed in: callers hand over
 error texts that were already scrubbed.
+
+The audit trail is its own record, apart from the service's log: each AuditLog
+owns its writer thread, its stream and its rotating file. A call only queues the
+event (an alert storm writes one ALERT_TRIGGERED line per new alert from the event
+loop); the writer renders the lines in order and writes them in batches, so a
+slow disk never stalls a probe or a webhook answer.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import logging.handlers
+import os
 import queue
 import sys
+import threading
+import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from exporter.config import AuditConfig
 
@@ -29,75 +37,162 @@ RECOVERY_ATTEMPT = "RECOVERY_ATTEMPT"
 ESCALATION = "ESCALATION"
 ALERT_RESOLVED = "ALERT_RESOLVED"
 
-TEXT_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
+log = logging.getLogger(__name__)
+
+_LEVELS = {
+    logging.INFO: "INFO",
+    logging.WARNING: "WARNING",
+    logging.ERROR: "ERROR",
+    logging.CRITICAL: "CRITICAL",
+}
+_BATCH = 512
+_dumps = json.JSONEncoder(default=str, ensure_ascii=False).encode
+
+# (time, level, event, fields, style); None stops the writer.
+_Event = tuple[float, int, str, dict[str, Any], str]
 
 
-class JsonLinesFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "timestamp": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
-            "logger": record.name,
-            "level": record.levelname,
-        }
-        event = getattr(record, "event", None)
-        if event is not None:
-            line["event"] = event
-            line.update(getattr(record, "fields", {}))
-        else:
-            line["message"] = record.getMessage()
-        return json.dumps(line, default=str, ensure_ascii=False)
+def _kv(fields: Mapping[str, Any]) -> str:
+    """The seed's ``key=value, key=value``; line breaks escaped: one event, one line."""
+    return ", ".join(
+        f"{key}={value}".replace("\r", "\\r").replace("\n", "\\n") for key, value in fields.items()
+    )
+
+
+class _Renderer:
+    """Turns events into lines; the date text is rendered once per second."""
+
+    def __init__(self, name: str, json_lines: bool) -> None:
+        self.name = name
+        self.json_lines = json_lines
+        self._second = -1
+        self._date = ""
+
+    def line(self, event: _Event) -> str:
+        created, level, name, fields, style = event
+        levelname = _LEVELS.get(level) or logging.getLevelName(level)
+        if self.json_lines:
+            stamp = datetime.fromtimestamp(created, timezone.utc).isoformat()
+            head = {"timestamp": stamp, "logger": self.name, "level": levelname, "event": name}
+            return _dumps({**head, **fields})
+        second = int(created)
+        if second != self._second:
+            self._second = second
+            self._date = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))
+        millis = int((created - second) * 1000)
+        payload = _dumps(fields) if style == "json" else _kv(fields)
+        return f"{self._date},{millis:03d} - {self.name} - {levelname} - {name}: {payload}"
+
+
+class _RotatingFile:
+    """Appends to a file and rolls it over as logging's RotatingFileHandler does:
+    ``file`` -> ``file.1`` -> ... -> ``file.N`` once it would pass ``max_bytes``."""
+
+    def __init__(self, path: Path, max_bytes: int, backup_count: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backup_count = backup_count
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: IO[bytes] = open(path, "ab")  # noqa: SIM115 - closed by close()
+        self._size = self._file.tell()
+
+    def write(self, lines: list[str]) -> None:
+        for line in lines:
+            data = line.encode("utf-8")
+            if self._should_roll(len(data)):
+                self._roll()
+            self._file.write(data)
+            self._size += len(data)
+        self._file.flush()
+
+    def _should_roll(self, incoming: int) -> bool:
+        return (
+            self.max_bytes > 0
+            and self.backup_count > 0
+            and self._size > 0
+            and self._size + incoming > self.max_bytes
+        )
+
+    def _roll(self) -> None:
+        self._file.close()
+        for index in range(self.backup_count - 1, 0, -1):
+            older = Path(f"{self.path}.{index}")
+            if older.exists():
+                os.replace(older, f"{self.path}.{index + 1}")
+        os.replace(self.path, f"{self.path}.1")
+        self._file = open(self.path, "ab")  # noqa: SIM115
+        self._size = 0
+
+    def close(self) -> None:
+        self._file.close()
 
 
 class AuditLog:
-    """Writes audit events. One instance per monitor; handlers are its own."""
+    """Writes audit events. One per monitor; ``stream=False`` writes no stream."""
 
     def __init__(self, config: AuditConfig, stream: Any = None, name: str = LOGGER_NAME) -> None:
-        self.logger = logging.getLogger(name)
-        self.logger.setLevel(logging.INFO)
-        # The audit trail is its own record: it must not be duplicated or
-        # filtered by whatever the application does with the root logger.
-        self.logger.propagate = False
-        formatter: logging.Formatter = (
-            JsonLinesFormatter() if config.format == "json" else logging.Formatter(TEXT_FORMAT)
+        self.name = name
+        self._renderer = _Renderer(name, config.format == "json")
+        self._stream: IO[str] | None = None if stream is False else (stream or sys.stderr)
+        self._file = (
+            _RotatingFile(Path(config.file), config.max_bytes, config.backup_count)
+            if config.file is not None
+            else None
         )
-        handlers: list[logging.Handler] = []
-        if stream is not False:
-            handlers.append(logging.StreamHandler(stream or sys.stderr))
-        if config.file is not None:
-            Path(config.file).parent.mkdir(parents=True, exist_ok=True)
-            handlers.append(
-                logging.handlers.RotatingFileHandler(
-                    config.file,
-                    maxBytes=config.max_bytes,
-                    backupCount=config.backup_count,
-                    encoding="utf-8",
-                )
-            )
-        for handler in handlers:
-            handler.setFormatter(formatter)
-        # Disk writes happen on a listener thread: a slow disk never stalls probes.
-        self._queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-        self._queue_handler = logging.handlers.QueueHandler(self._queue)
-        self.logger.addHandler(self._queue_handler)
-        self._listener = logging.handlers.QueueListener(self._queue, *handlers)
-        self._listener.start()
+        self._queue: queue.SimpleQueue[_Event | None] = queue.SimpleQueue()
+        self._closed = False
+        self._writer = threading.Thread(target=self._write_forever, name="audit", daemon=True)
+        self._writer.start()
 
     def close(self) -> None:
-        """Write out what is queued and release the files."""
-        self.logger.removeHandler(self._queue_handler)
-        self._listener.stop()
-        for handler in self._listener.handlers:
-            handler.close()
+        """Write out what is queued and release the file."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._writer.join()
+        if self._file is not None:
+            self._file.close()
+
+    # -- the writer thread -------------------------------------------------------
+
+    def _write_forever(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < _BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            events = [e for e in batch if e is not None]
+            if events:
+                self._write([self._renderer.line(e) + "\n" for e in events])
+            if None in batch:
+                return
+
+    def _write(self, lines: list[str]) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.write("".join(lines))
+                self._stream.flush()
+            except (OSError, ValueError) as exc:
+                log.warning("audit: %d line(s) not written to the stream: %s", len(lines), exc)
+        if self._file is not None:
+            try:
+                self._file.write(lines)
+            except OSError as exc:
+                log.warning(
+                    "audit: %d line(s) not written to %s: %s", len(lines), self._file.path, exc
+                )
+
+    # -- events ------------------------------------------------------------------
 
     def event(self, level: int, event: str, fields: Mapping[str, Any], style: str = "json") -> None:
-        """``style`` picks the seed's rendering of the payload: JSON or key=value."""
-        if style == "json":
-            payload = json.dumps(dict(fields), default=str, ensure_ascii=False)
-        else:
-            payload = ", ".join(f"{key}={value}" for key, value in fields.items())
-        self.logger.log(
-            level, "%s: %s", event, payload, extra={"event": event, "fields": dict(fields)}
-        )
+        """``style`` picks the seed's rendering of the payload: JSON or key=value.
+
+        The fields are copied; they are rendered later, on the writer thread."""
+        if not self._closed:
+            self._queue.put((time.time(), level, event, dict(fields), style))
 
     def health_check(
         self, component: str, status: str, latency_ms: float, error: str | None

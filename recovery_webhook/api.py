@@ -28,11 +28,9 @@ CONFIG = web.AppKey("config", AppConfig)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-MUTATING = {
-    "/api/alertmanager/webhook",
-    "/api/pipeline/force-check",
-}
-MUTATING_PREFIXES = ("/api/pipeline/recovery/",)
+# Every method but these needs the bearer token: a new mutating route is
+# protected without anyone having to remember to list it.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 READ_ONLY = {
     "/api/pipeline/status",
     "/api/pipeline/editor-message",
@@ -48,61 +46,54 @@ def error(status: int, message: str, **extra: Any) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status, headers=headers)
 
 
-@web.middleware
-async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400 or not request.path.startswith("/api/"):
-            raise
-        message = exc.reason
-        if exc.status == 413:
-            message = (
-                f"request body too large (limit {request.app[CONFIG].server.max_body_bytes} bytes)"
-            )
-        response = error(exc.status, message)
-        # A 405 must say which methods the resource takes (RFC 9110 section 15.5.6).
-        if "Allow" in exc.headers:
-            response.headers["Allow"] = exc.headers["Allow"]
-        return response
+def authorised(request: web.Request) -> bool:
+    return check_bearer(request.headers.get("Authorization"), request.app[TOKEN]) is None
 
 
 @web.middleware
-async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    path = request.path
-    if request.method != "OPTIONS" and (path in MUTATING or path.startswith(MUTATING_PREFIXES)):
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Body cap, bearer token, JSON errors and CORS, in one pass per request."""
+    config = request.app[CONFIG].server
+    limit = config.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        # Refused from its Content-Length, before any of it is read.
+        return error(413, f"request body too large (limit {limit} bytes)")
+    if request.method not in SAFE_METHODS:
         status = check_bearer(request.headers.get("Authorization"), request.app[TOKEN])
         if status == 401:
             return error(401, "missing bearer token (Authorization: Bearer <token>)")
         if status == 403:
             return error(403, "wrong bearer token")
-    return await handler(request)
-
-
-@web.middleware
-async def body_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse an oversized body from its Content-Length, before reading any of it."""
-    limit = request.app[CONFIG].server.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        return error(413, f"request body too large (limit {limit} bytes)")
-    return await handler(request)
-
-
-@web.middleware
-async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    origins = request.app[CONFIG].server.cors_origins
+    path = request.path
+    try:
+        if request.method == "OPTIONS" and path in READ_ONLY:
+            response: web.StreamResponse = web.Response(status=204)
+        else:
+            response = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or not path.startswith("/api/"):
+            raise
+        message = exc.reason
+        if exc.status == 413:
+            message = f"request body too large (limit {limit} bytes)"
+        response = error(exc.status, message)
+        # A 405 must say which methods the resource takes (RFC 9110 section 15.5.6).
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+    except Exception:
+        if not path.startswith("/api/"):
+            raise
+        log.exception("%s %s failed", request.method, path)
+        response = error(500, "internal error; the monitor's log has the details")
     origin = request.headers.get("Origin")
-    allowed = bool(origin) and request.path in READ_ONLY and ("*" in origins or origin in origins)
-    if request.method == "OPTIONS" and request.path in READ_ONLY:
-        response: web.StreamResponse = web.Response(status=204)
-    else:
-        response = await handler(request)
-    if allowed:
-        response.headers["Access-Control-Allow-Origin"] = "*" if "*" in origins else str(origin)
-        response.headers["Access-Control-Allow-Methods"] = "GET, OPTIONS"
-        response.headers["Access-Control-Max-Age"] = "600"
-        if "*" not in origins:
-            response.headers["Vary"] = "Origin"
+    if origin and path in READ_ONLY:
+        origins = config.cors_origins
+        if "*" in origins or origin in origins:
+            response.headers["Access-Control-Allow-Origin"] = "*" if "*" in origins else origin
+            response.headers["Access-Control-Allow-Methods"] = "GET, OPTIONS"
+            response.headers["Access-Control-Max-Age"] = "600"
+            if "*" not in origins:
+                response.headers["Vary"] = "Origin"
     return response
 
 
@@ -129,8 +120,34 @@ async def alertmanager_webhook(request: web.Request) -> web.Response:
     )
 
 
+def for_reader(request: web.Request, data: Any) -> Any:
+    """``data`` as this reader may see it: what repair actions printed (a
+    command's output, the SQL of terminated sessions) only with the token."""
+    if authorised(request):
+        return data
+    return _without_outputs(data)
+
+
+def _without_outputs(data: Any) -> Any:
+    if isinstance(data, list):
+        return [_without_outputs(item) for item in data]
+    if not isinstance(data, dict):
+        return data
+    if "actions" in data and isinstance(data["actions"], list):
+        data = {
+            **data,
+            "actions": [
+                {k: v for k, v in action.items() if k != "output"}
+                if isinstance(action, dict)
+                else action
+                for action in data["actions"]
+            ],
+        }
+    return {key: _without_outputs(value) for key, value in data.items()}
+
+
 async def pipeline_status(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[SERVICE].status())
+    return web.json_response(for_reader(request, await request.app[SERVICE].status()))
 
 
 async def editor_message(request: web.Request) -> web.Response:
@@ -187,15 +204,12 @@ async def force_check(request: web.Request) -> web.Response:
 
 async def history(request: web.Request) -> web.Response:
     raw = request.query.get("limit", "50")
-    try:
-        limit = int(raw)
-    except ValueError:
-        limit = 0
+    limit = int(raw) if raw.isascii() and raw.isdigit() else 0
     if not 1 <= limit <= 1000:
         return error(
             400, f"limit must be a whole number from 1 to 1000, got {raw!r}", field="limit"
         )
-    events = await request.app[SERVICE].history_events(limit)
+    events = for_reader(request, await request.app[SERVICE].history_events(limit))
     return web.json_response({"events": events, "count": len(events), "limit": limit})
 
 

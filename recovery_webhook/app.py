@@ -25,10 +25,10 @@ log = logging.getLogger(__name__)
 def make_app(config: AppConfig, token: str | None = None) -> web.Application:
     """Build the application; the service starts and stops with it."""
     app = web.Application(
-        # Bodies are capped twice: by Content-Length up front (body_limit), and
+        # Bodies are capped twice: by Content-Length up front (api.guard), and
         # while reading, for chunked bodies that carry no length.
         client_max_size=config.server.max_body_bytes,
-        middlewares=[api.cors, api.errors_as_json, api.body_limit, api.bearer_auth],
+        middlewares=[api.guard],
     )
     app[api.CONFIG] = config
     app[api.TOKEN] = token if token is not None else resolve_token(config)

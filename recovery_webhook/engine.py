@@ -15,9 +15,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
@@ -29,7 +29,7 @@ from exporter.probes.base import describe_error, scrub
 from exporter.state import Transition
 from recovery_webhook.actions import ActionContext, ActionError, build_action
 from recovery_webhook.actions.base import Action
-from recovery_webhook.alerts import Alert
+from recovery_webhook.alerts import Alert, alert_key, severity
 from recovery_webhook.config import AppConfig, RecoveryRule
 from recovery_webhook.history import AlertRow, AttemptRow, History
 from recovery_webhook.metrics import RecoveryMetrics
@@ -44,6 +44,10 @@ _INTERRUPTED = "the monitor stopped during this repair"
 _ACTION_GRACE = 5.0
 # Resolved alerts are forgotten in memory after this long (history keeps them).
 _FORGET_RESOLVED = 86400.0
+_FORGET_EVERY = 60.0
+# Repeats of a known alert are counted in memory and written this often (and at
+# stop): a crash loses at most these last seconds of delivery counts.
+REPEAT_FLUSH_INTERVAL = 0.5
 
 
 class RepairInProgress(Exception):
@@ -84,6 +88,17 @@ class RecoveryEngine:
                 ["dry_run"] if self.settings.dry_run else ["success", "failure"],
             )
         self._alerts: dict[str, AlertRow] = {}
+        self._matcher_labels = sorted({k for rule in self.settings.rules for k in rule.matchers})
+        self._rules_by_key: dict[tuple[str | None, ...], RecoveryRule | None] = {}
+        # Repeats counted in memory, not written yet (see receive()).
+        self._unflushed: dict[str, AlertRow] = {}
+        # The write that records an alert, while it has not committed.
+        self._in_flight: dict[str, asyncio.Future[None]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._next_forget = 0.0
+        self.repeat_flush_interval = REPEAT_FLUSH_INTERVAL
+        self._received_firing = self.metrics.alerts_received.labels("firing")
+        self._received_resolved = self.metrics.alerts_received.labels("resolved")
         self._locks = {name: asyncio.Lock() for name in config.components}
         self._manual: dict[str, dict[str, Any]] = {}
         self._retries: dict[str, asyncio.Task[None]] = {}
@@ -140,6 +155,7 @@ class RecoveryEngine:
                     "resuming the repair of %s (%s) after a restart", row.alertname, row.component
                 )
                 self._spawn(self._repair_alert(row.key, trigger="resume"))
+        self._flusher = asyncio.create_task(self._flush_repeats_forever(), name="repeat-counts")
 
     async def stop(self) -> None:
         self._stopping = True
@@ -147,13 +163,21 @@ class RecoveryEngine:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None:
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
+        await self.flush_repeats()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(_log_crash)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        _log_crash(task)
 
     # -- what the API reads ------------------------------------------------------
 
@@ -178,142 +202,265 @@ class RecoveryEngine:
     def rule_for(
         self, alertname: str, component: str, labels: dict[str, str]
     ) -> RecoveryRule | None:
+        # The first rule that matches depends only on the name, the component and
+        # the labels that rules' matchers name: remembered (a storm asks twice per
+        # new alert: at triage and when its repair starts).
+        key = (alertname, component, *[labels.get(k) for k in self._matcher_labels])
+        try:
+            return self._rules_by_key[key]
+        except KeyError:
+            pass
+        found = None
         for rule in self.settings.rules:
             if rule.matches(alertname, component, labels):
-                return rule
-        return None
+                found = rule
+                break
+        if len(self._rules_by_key) >= 4096:
+            self._rules_by_key.clear()
+        self._rules_by_key[key] = found
+        return found
 
     def is_auto_recoverable(self, component: str) -> bool:
-        rule = self.rule_for("PipelineComponentDown", component, {"component": component})
-        return bool(rule and rule.actions) and component not in self._manual
+        """Some rule can repair it, and it is not waiting for people."""
+        return component not in self._manual and any(
+            rule.actions and rule.component in (None, component) for rule in self.settings.rules
+        )
 
     # -- alerts in ---------------------------------------------------------------
 
     async def receive(self, alerts: list[Alert]) -> ReceiveResult:
-        """Record the alerts and queue their repairs; return at once."""
+        """Record the alerts and queue their repairs; return once they are recorded.
+
+        What must survive a crash is in SQLite before this returns: a new alert
+        (so that a restart can neither lose it nor repair it twice), a change of
+        state (a resolved alert: a restart must not resume its repair), and any
+        alert of this notification whose first write, by another notification
+        still in flight, has not committed yet. A pure repeat of a recorded alert
+        in the state it is already in (most of an alert storm) only counts, in
+        memory; :meth:`flush_repeats` writes those counts within
+        ``repeat_flush_interval`` seconds, and at stop. A crash can lose only
+        that: the delivery counts (``notifications``, ``last_seen``) of repeats
+        of the last interval, never an alert or a state.
+        """
         now = time.time()
-        upserts: dict[str, AlertRow] = {}
+        known = self._alerts
+        unflushed = self._unflushed
+        in_flight = self._in_flight
+        writes: dict[str, AlertRow] = {}
+        waits: list[asyncio.Future[None]] = []
         events: list[tuple[float, str, str | None, dict[str, Any]]] = []
         start: list[str] = []
-        new = duplicates = resolved = 0
+        new = duplicates = resolved = firing = 0
         # No await until every alert is in self._alerts: a concurrent delivery of
         # the same alert (a second Alertmanager) then sees it as a repeat.
         for alert in alerts:
-            row = self._alerts.get(alert.key)
-            if alert.status == "firing":
+            key = alert_key(alert)
+            row = known.get(key)
+            status = alert["status"]
+            if status == "firing":
+                firing += 1
+            if row is not None and (status == "firing" or row.status == "resolved"):
+                # A repeat, in the state it is in (a firing delivery of a resolved
+                # alert does not revive it): count it, in memory.
+                duplicates += 1
+                row.notifications += 1
+                row.last_seen = now
+                unflushed[key] = row
+                pending = in_flight.get(key)
+                if pending is not None:
+                    if not pending.done():
+                        # Its first write is not committed yet: answer after it.
+                        waits.append(pending)
+                    elif pending.cancelled() or pending.exception() is not None:
+                        # That write failed (its notification got a 5xx): this one
+                        # writes the alert; a repair it queued never started.
+                        if key not in writes:
+                            writes[key] = row
+                            if row.status == "firing" and row.repair == "queued":
+                                start.append(key)
+                    else:
+                        del in_flight[key]
+                continue
+            labels = alert["labels"]
+            component = labels.get("component")
+            if row is None and status == "firing":
+                new += 1
+                repair = self._triage(alert)
+                row = AlertRow(
+                    key,
+                    alert["fingerprint"],
+                    alert["startsAt"],
+                    labels["alertname"],
+                    component,
+                    labels,
+                    "firing",
+                    repair,
+                    now,
+                    now,
+                    1,
+                )
+                if repair == "queued":
+                    start.append(key)
+                sev = severity(alert)
+                events.append(
+                    (
+                        now,
+                        "alert",
+                        component,
+                        {
+                            "alertname": row.alertname,
+                            "status": "firing",
+                            "severity": sev,
+                            "fingerprint": row.fingerprint,
+                            "starts_at": row.starts_at,
+                            "repair": repair,
+                            "summary": alert.get("annotations", {}).get("summary"),
+                        },
+                    )
+                )
+                self.audit.alert_triggered(
+                    component or "-",
+                    sev,
+                    alertname=row.alertname,
+                    fingerprint=row.fingerprint,
+                )
+            else:
+                # Resolved: news for a firing alert, or for one never seen.
+                resolved += 1
                 if row is None:
-                    new += 1
-                    repair = self._triage(alert)
                     row = AlertRow(
-                        alert.key,
-                        alert.fingerprint,
-                        alert.starts_at,
-                        alert.alertname,
-                        alert.component,
-                        alert.labels,
-                        "firing",
-                        repair,
+                        key,
+                        alert["fingerprint"],
+                        alert["startsAt"],
+                        labels["alertname"],
+                        component,
+                        labels,
+                        "resolved",
+                        "none",
                         now,
                         now,
                         1,
                     )
-                    if repair == "queued":
-                        start.append(alert.key)
-                    events.append(
-                        (
-                            now,
-                            "alert",
-                            alert.component,
-                            {
-                                "alertname": alert.alertname,
-                                "status": "firing",
-                                "severity": alert.severity,
-                                "fingerprint": alert.fingerprint,
-                                "starts_at": alert.starts_at,
-                                "repair": repair,
-                                "summary": alert.annotations.get("summary"),
-                            },
-                        )
-                    )
-                    self.audit.alert_triggered(
-                        alert.component or "-",
-                        alert.severity,
-                        alertname=alert.alertname,
-                        fingerprint=alert.fingerprint,
-                    )
                 else:
-                    duplicates += 1
-                    row = _delivered_again(row, now, row.status)
-            else:
-                if row is not None and row.status == "resolved":
-                    duplicates += 1
-                    row = _delivered_again(row, now, row.status)
-                else:
-                    resolved += 1
-                    repair = row.repair if row is not None else "none"
-                    if row is None:
-                        row = AlertRow(
-                            alert.key,
-                            alert.fingerprint,
-                            alert.starts_at,
-                            alert.alertname,
-                            alert.component,
-                            alert.labels,
-                            "resolved",
-                            repair,
-                            now,
-                            now,
-                            1,
-                        )
-                    else:
-                        row = _delivered_again(row, now, "resolved")
-                    retry = self._retries.pop(alert.key, None)
-                    if retry is not None:
-                        retry.cancel()
-                    events.append(
-                        (
-                            now,
-                            "alert",
-                            alert.component,
-                            {
-                                "alertname": alert.alertname,
-                                "status": "resolved",
-                                "fingerprint": alert.fingerprint,
-                                "starts_at": alert.starts_at,
-                                "retry_cancelled": retry is not None,
-                            },
-                        )
+                    row.status = "resolved"
+                    row.last_seen = now
+                    row.notifications += 1
+                retry = self._retries.pop(key, None)
+                if retry is not None:
+                    retry.cancel()
+                events.append(
+                    (
+                        now,
+                        "alert",
+                        component,
+                        {
+                            "alertname": row.alertname,
+                            "status": "resolved",
+                            "fingerprint": row.fingerprint,
+                            "starts_at": row.starts_at,
+                            "retry_cancelled": retry is not None,
+                        },
                     )
-                    self.audit.alert_resolved(
-                        alert.component or "-",
-                        alertname=alert.alertname,
-                        fingerprint=alert.fingerprint,
-                    )
-            self._alerts[alert.key] = row
-            upserts[alert.key] = row
-        for status, count in Counter(alert.status for alert in alerts).items():
-            self.metrics.alerts_received.labels(status).inc(count)
-        await self.history.record_alerts(list(upserts.values()), events)
-        for key in start:
-            self._spawn(self._repair_alert(key, trigger="alert"))
+                )
+                self.audit.alert_resolved(
+                    component or "-",
+                    alertname=row.alertname,
+                    fingerprint=row.fingerprint,
+                )
+            known[key] = row
+            writes[key] = row
+        if firing:
+            self._received_firing.inc(firing)
+        if firing < len(alerts):
+            self._received_resolved.inc(len(alerts) - firing)
+        if writes:
+            try:
+                written = self.history.submit_alerts(list(writes.values()), events)
+            except Exception as exc:  # not even queued: as a write that failed
+                written = asyncio.get_running_loop().create_future()
+                written.set_exception(exc)
+            for key in writes:
+                in_flight[key] = written
+            written.add_done_callback(functools.partial(self._written, list(writes)))
+            waits.append(written)
+        if self._flusher is None and self._unflushed:
+            # Not started, or stopped: no flusher will come, write the counts now.
+            waits.append(self._submit_repeats())
+        for waiting in waits:
+            # Shielded: a cancelled request must not cancel a write that other
+            # notifications wait for too.
+            await asyncio.shield(waiting)
+        if start:
+            # Right after this answer is on its way, not before: in a storm, the
+            # notifications of a group commit all resume here at once.
+            asyncio.get_running_loop().call_soon(self._start_repairs, start)
         self._forget_old(now)
         return ReceiveResult(len(alerts), new, duplicates, resolved, len(start))
 
+    def _start_repairs(self, keys: list[str]) -> None:
+        if self._stopping:
+            return  # still "queued" in history: the next start resumes them
+        for key in keys:
+            self._spawn(self._repair_alert(key, trigger="alert"))
+
+    def _written(self, keys: list[str], written: asyncio.Future[None]) -> None:
+        """A write of alerts ended: once committed, they are no longer in flight."""
+        if written.cancelled() or written.exception() is not None:
+            return  # left in _in_flight: the next delivery of each writes it again
+        in_flight = self._in_flight
+        for key in keys:
+            if in_flight.get(key) is written:
+                del in_flight[key]
+
+    def _submit_repeats(self) -> asyncio.Future[None]:
+        """Queue the write of the counts of repeats not written yet."""
+        rows, self._unflushed = self._unflushed, {}
+        counts = [(row.notifications, row.last_seen, key) for key, row in rows.items()]
+        written = self.history.submit_touch_alerts(counts)
+
+        def failed(done: asyncio.Future[None]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                # Written next time (later counts of the same alert win).
+                for key, row in rows.items():
+                    self._unflushed.setdefault(key, row)
+
+        written.add_done_callback(failed)
+        return written
+
+    async def flush_repeats(self) -> None:
+        """Write the delivery counts of repeats that are only counted in memory."""
+        if self._unflushed:
+            await asyncio.shield(self._submit_repeats())
+
+    async def _flush_repeats_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.repeat_flush_interval)
+            try:
+                await self.flush_repeats()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # kept in memory; tried again next time
+                log.exception("history: cannot write the counts of repeated alerts")
+
     def _triage(self, alert: Alert) -> str:
-        component = alert.component
+        labels = alert["labels"]
+        component = labels.get("component")
         if component is None:
             return "no_component"
         if component not in self.config.components:
             return "unknown_component"
-        if self.rule_for(alert.alertname, component, alert.labels) is None:
+        if self.rule_for(labels["alertname"], component, labels) is None:
             return "no_rule"
         if not self.settings.enabled:
             return "disabled"
         return "queued"
 
     def _forget_old(self, now: float) -> None:
-        if len(self._alerts) < 10_000:
+        # A scan of every alert in memory: not on every notification (with 10,000
+        # alerts known, that would be most of a notification's cost), once a minute.
+        if len(self._alerts) < 10_000 or now < self._next_forget:
             return
+        self._next_forget = now + _FORGET_EVERY
         for key, row in list(self._alerts.items()):
             if row.status == "resolved" and now - row.last_seen > _FORGET_RESOLVED:
                 del self._alerts[key]
@@ -321,12 +468,22 @@ class RecoveryEngine:
     async def _set_repair(self, key: str, repair: str) -> None:
         row = self._alerts.get(key)
         if row is not None:
-            self._alerts[key] = replace(row, repair=repair)
+            row.repair = repair
         await self.history.set_alert_repair(key, repair)
 
     # -- repairs -------------------------------------------------------------------
 
     async def _repair_alert(self, key: str, trigger: str) -> None:
+        try:
+            await self._repair_alert_once(key, trigger)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # e.g. history unwritable: try again later, never lose it
+            log.exception("the repair of alert %s failed unexpectedly", key)
+            if self._alerts[key].status == "firing" and not self._stopping:
+                self._schedule_retry(key)
+
+    async def _repair_alert_once(self, key: str, trigger: str) -> None:
         row = self._alerts[key]
         component = row.component
         assert component is not None
@@ -334,6 +491,9 @@ class RecoveryEngine:
         if rule is None:
             await self._set_repair(key, "no_rule")
             return
+        # Everything up to the decision to retry or escalate holds the lock: two
+        # alerts of one component must not both count the same failures and
+        # escalate twice.
         async with self._locks[component]:
             row = self._alerts[key]
             if row.status == "resolved":
@@ -342,37 +502,48 @@ class RecoveryEngine:
             if component in self._manual:
                 await self._set_repair(key, "manual")
                 return
-            if not rule.actions:
-                await self._escalate(component, row, None, "no automatic repair is configured")
-                await self._set_repair(key, "escalated")
-                return
-            state = await self.monitor.scheduler.check_component(component)
-            if state.status is Status.HEALTHY:
-                log.info("%s is healthy again: no repair needed for %s", component, row.alertname)
-                await self._set_repair(key, "not_needed")
-                return
+            if rule.actions:
+                state = await self.monitor.scheduler.check_component(component)
+                if state.status is Status.HEALTHY:
+                    log.info(
+                        "%s is healthy again: no repair needed for %s", component, row.alertname
+                    )
+                    await self._set_repair(key, "not_needed")
+                    return
             await self._set_repair(key, "running")
+            # With no actions this records the failed attempt (an attempt_id for
+            # people to quote) and escalation follows at once.
             attempt = await self._attempt(component, rule, trigger, row)
-        if attempt.status in ("success", "dry_run"):
-            await self._set_repair(key, "succeeded" if attempt.status == "success" else "dry_run")
-            return
-        since = time.time() - self.settings.window
-        failed = await self.history.failed_attempts_since(component, since)
-        if failed >= self.settings.max_attempts:
-            await self._escalate(
-                component,
-                self._alerts[key],
-                attempt,
-                f"{failed} failed repair(s) within {self.settings.window:g}s",
+            if attempt.status in ("success", "dry_run"):
+                await self._set_repair(
+                    key, "succeeded" if attempt.status == "success" else "dry_run"
+                )
+                return
+            failed = await self.history.failed_attempts_since(
+                component, time.time() - self.settings.window
             )
-            await self._set_repair(key, "escalated")
-            return
-        if self._alerts[key].status == "firing" and not self._stopping:
-            await self._set_repair(key, "retry_pending")
-            self._retries[key] = asyncio.create_task(self._retry_later(key))
-        elif self._alerts[key].status == "resolved":
-            # Resolved while this repair ran: nothing to retry (it was not left "running").
-            await self._set_repair(key, "resolved")
+            reason = None
+            if not rule.actions:
+                reason = "no automatic repair is configured"
+            elif all(action.get("permanent") for action in attempt.actions):
+                reason = f"the repair cannot succeed: {attempt.error}"
+            elif failed >= self.settings.max_attempts:
+                reason = f"{failed} failed repair(s) within {self.settings.window:g}s"
+            if reason is not None:
+                await self._escalate(component, self._alerts[key], attempt, reason)
+                await self._set_repair(key, "escalated")
+            elif self._alerts[key].status == "firing" and not self._stopping:
+                await self._set_repair(key, "retry_pending")
+                self._schedule_retry(key)
+            elif self._alerts[key].status == "resolved":
+                # Resolved while this repair ran: nothing to retry.
+                await self._set_repair(key, "resolved")
+
+    def _schedule_retry(self, key: str) -> None:
+        previous = self._retries.pop(key, None)
+        if previous is not None:
+            previous.cancel()
+        self._retries[key] = asyncio.create_task(self._retry_later(key))
 
     async def _retry_later(self, key: str) -> None:
         try:
@@ -591,6 +762,8 @@ class RecoveryEngine:
     async def _escalate(
         self, component: str, alert: AlertRow | None, attempt: AttemptRow | None, reason: str
     ) -> None:
+        if component in self._manual:
+            return  # already with people: one escalation per hand-over
         steps = self.config.manual_steps(component)
         info = {
             "since": time.time(),
@@ -614,26 +787,10 @@ class RecoveryEngine:
         await self.history.add_event("manual_intervention_cleared", component, {"reason": reason})
 
     def _on_transition(self, transition: Transition) -> None:
+        if self._stopping:
+            return  # history is closing: the next start reads the state afresh
         if transition.to_status is Status.HEALTHY and transition.component in self._manual:
             self._spawn(self._clear_manual(transition.component, "the component is healthy again"))
-
-
-def _delivered_again(row: AlertRow, now: float, status: str) -> AlertRow:
-    """``row`` as one more delivery of its alert leaves it. dataclasses.replace()
-    at half the cost: an alert storm takes this path for nearly every alert."""
-    return AlertRow(
-        row.key,
-        row.fingerprint,
-        row.starts_at,
-        row.alertname,
-        row.component,
-        row.labels,
-        status,
-        row.repair,
-        row.first_seen,
-        now,
-        row.notifications + 1,
-    )
 
 
 def _log_crash(task: asyncio.Task[Any]) -> None:

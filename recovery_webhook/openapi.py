@@ -87,7 +87,11 @@ SCHEMAS: dict[str, Any] = {
                         "type": {"type": "string"},
                         "result": {"type": "string"},
                         "verified": {"type": "boolean"},
-                        "output": {"type": "string"},
+                        "output": {
+                            "type": "string",
+                            "description": "What the action printed (truncated, secrets"
+                            " scrubbed); only for requests with the bearer token.",
+                        },
                         "error": _NULLABLE_STRING,
                         "duration_ms": {"type": "number"},
                     },

@@ -169,7 +169,10 @@ def test_down_handed_to_engineers_then_fixed(stack: Any, open_page: Any):
     # Alertmanager's notification arrives; the validation service has no
     # automatic repair, so the engine hands it to engineers at once.
     stack.send_alert("validation_service")
-    data = stack.wait_for(lambda d: d["notified_at"] is not None, "the notification")
+    data = stack.wait_for(
+        lambda d: d["notified_at"] is not None and "working on it" in " ".join(d["details"]),
+        "the notification and the hand-over to engineers",
+    )
     notified = [line for line in data["details"] if line.startswith("Engineers were notified")]
     assert re.fullmatch(
         r"Engineers were notified at \d\d:\d\d UTC and are working on it\.", notified[0]

@@ -595,7 +595,8 @@ class Stack:
     # -- the monitor's API ---------------------------------------------------------------
 
     def get(self, path: str) -> Any:
-        return http_json(self.monitor_url + path)
+        # As an engineer with the token reads it (repair outputs included).
+        return http_json(self.monitor_url + path, headers={"Authorization": f"Bearer {self.token}"})
 
     def statuses(self) -> dict[str, str]:
         return dict(self.get("/api/pipeline/status")["components"])

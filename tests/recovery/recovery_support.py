@@ -255,8 +255,8 @@ class RunningApp:
             assert response.status == 200, body
             return dict(body)
 
-    async def get_json(self, path: str) -> Any:
-        async with self.session.get(self.url + path) as response:
+    async def get_json(self, path: str, headers: dict[str, str] | None = None) -> Any:
+        async with self.session.get(self.url + path, headers=headers) as response:
             assert response.status == 200, await response.text()
             return await response.json()
 
@@ -266,8 +266,11 @@ class RunningApp:
     async def component_status(self, component: str) -> str:
         return str((await self.status())["components"][component])
 
-    async def history(self, limit: int = 1000) -> list[dict[str, Any]]:
-        return list((await self.get_json(f"/api/pipeline/history?limit={limit}"))["events"])
+    async def history(self, limit: int = 1000, anonymous: bool = False) -> list[dict[str, Any]]:
+        """The history as an engineer with the token reads it (actions' outputs too)."""
+        headers = None if anonymous else self.auth()
+        path = f"/api/pipeline/history?limit={limit}"
+        return list((await self.get_json(path, headers))["events"])
 
     async def metrics(self) -> str:
         async with self.session.get(self.url + "/metrics") as response:

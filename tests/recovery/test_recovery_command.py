@@ -76,6 +76,15 @@ async def test_command_restarts_a_killed_validation_service(
     assert [a["action"] for a in event["actions"]] == ["command"]
     assert event["actions"][0]["verified"] is True
     assert "answers on port" in event["actions"][0]["output"]
+    # What a repair printed is for engineers: not shown to readers without the token.
+    (anonymous,) = [e for e in await app.history(anonymous=True) if e["type"] == "recovery_attempt"]
+    assert anonymous["attempt_id"] == event["attempt_id"]
+    assert "output" not in anonymous["actions"][0]
+    status = await app.status()
+    assert (
+        "output"
+        not in status["component_details"]["validation_service"]["last_attempt"]["actions"][0]
+    )
 
     # The service really runs again: a new process, answering the probe.
     assert standin.pid is not None and standin.pid != killed

@@ -242,3 +242,89 @@ async def _post(session: aiohttp.ClientSession, app, body: dict) -> dict:
     ) as response:
         assert response.status == 200
         return dict(await response.json())
+
+
+async def test_two_alerts_of_one_component_escalate_once(
+    app_factory, state_dir, tmp_path, unused_port
+):
+    """Alerts queue behind one lock; the one that reaches the limit hands over, once."""
+    counter = tmp_path / "runs.log"
+    config = _config(state_dir, unused_port, counter, max_attempts=2, retry_delay=0.3)
+    app = await app_factory(config)
+    await _unhealthy(app)
+
+    await app.post_alerts(
+        make_alert("validation_service"),
+        make_alert("validation_service"),
+        make_alert("validation_service"),
+    )
+
+    async def escalated() -> bool:
+        details = (await app.status())["component_details"]["validation_service"]
+        return bool(details["manual_intervention"])
+
+    await wait_until(escalated, timeout=20, message="the component is handed to people")
+    await asyncio.sleep(1.0)  # room for a second, wrong escalation or repair to show
+    assert _runs(counter) == 2
+    assert len(await app.audit("ESCALATION")) == 1
+    metrics = await app.metrics()
+    assert (
+        metric_value(metrics, "pipeline_recovery_escalations_total", component="validation_service")
+        == 1.0
+    )
+
+
+async def test_a_component_without_repair_escalates_with_an_attempt_to_quote(
+    app_factory, state_dir, unused_port
+):
+    """The seed's validation service: not auto-recoverable. People get the manual
+    steps and an attempt_id to quote, at once."""
+    config = build_config(
+        state_dir,
+        {
+            "validation_service": {
+                "probes": [
+                    {"type": "http", "url": f"http://127.0.0.1:{unused_port}/h", "timeout": 0.5}
+                ]
+            }
+        },
+        [rule("validation_service")],
+    )
+    app = await app_factory(config)
+    await _unhealthy(app)
+    await app.post_alerts(make_alert("validation_service"))
+
+    (line,) = await wait_until(lambda: app.audit("ESCALATION"), message="an escalation")
+    (attempt,) = await app.attempts()
+    assert attempt["status"] == "failure"
+    assert "no automatic repair is configured" in attempt["error"]
+    assert line["attempt_id"] == attempt["attempt_id"]
+    assert line["manual_steps"] == DEFAULT_MANUAL_STEPS["validation_service"]
+    (logged,) = await app.audit("RECOVERY_ATTEMPT")
+    assert logged["attempt_id"] == attempt["attempt_id"] and logged["success"] is False
+
+
+async def test_an_action_that_cannot_succeed_escalates_without_retrying(
+    app_factory, state_dir, unused_port
+):
+    """A permanent failure (the program does not exist) is not retried."""
+    config = build_config(
+        state_dir,
+        {
+            "validation_service": {
+                "probes": [
+                    {"type": "http", "url": f"http://127.0.0.1:{unused_port}/h", "timeout": 0.5}
+                ]
+            }
+        },
+        [rule("validation_service", {"type": "command", "argv": ["/nonexistent/restart"]})],
+        recovery={"max_attempts": 5, "retry_delay": 0.2},
+    )
+    app = await app_factory(config)
+    await _unhealthy(app)
+    await app.post_alerts(make_alert("validation_service"))
+
+    (line,) = await wait_until(lambda: app.audit("ESCALATION"), message="an escalation")
+    assert line["reason"].startswith("the repair cannot succeed: cannot start /nonexistent")
+    await asyncio.sleep(0.6)  # longer than retry_delay: no retry comes
+    assert len(await app.attempts()) == 1

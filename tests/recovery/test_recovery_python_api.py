@@ -103,3 +103,21 @@ def test_the_seed_python_api_on_real_services(tmp_path, pg_dsn, standin: StandIn
         monitor.stop_monitoring()
     with pytest.raises(RuntimeError, match="start_monitoring"):
         monitor.get_pipeline_status()
+
+
+@pytest.mark.unit
+def test_a_short_check_interval_shortens_the_default_probe_timeouts(tmp_path) -> None:
+    config = tmp_path / "pipeline.yml"
+    config.write_text(
+        f"state_dir: {tmp_path}\n"
+        "components:\n"
+        "  network:\n"
+        "    probes: [{type: tcp, targets: ['127.0.0.1:9']}]\n",
+        encoding="utf-8",
+    )
+    monitor = PipelineHealthMonitor(check_interval=2, config=config)
+    assert monitor.check_interval == 2
+    (probe,) = monitor.config.components["network"].probes
+    assert probe.timeout == pytest.approx(1.6)
+    with pytest.raises(ValueError, match="check_interval must be > 0"):
+        PipelineHealthMonitor(check_interval=0, config=config)

@@ -23,7 +23,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from recovery.recovery_support import build_config, make_alert, rule, wait_until
 from recovery_webhook.actions import ActionContext, build_action
-from recovery_webhook.actions.rabbitmq import UnparkConfig
+from recovery_webhook.actions.rabbitmq import ParkConfig, UnparkConfig
 
 pytestmark = pytest.mark.integration
 
@@ -207,3 +207,41 @@ async def _is(app, status: str) -> bool:
 
 async def _attempt_events(app) -> list[dict]:
     return [e for e in await app.history() if e["type"] == "recovery_attempt"]
+
+
+@pytest.fixture
+def transient_queue(amqp_url: str) -> Iterator[str]:
+    """A non-durable queue: unpark must put messages back without redeclaring it."""
+    name = f"test.recovery.transient.{uuid.uuid4().hex[:10]}"
+    connection, channel = _channel(amqp_url)
+    channel.queue_declare(name, durable=False)
+    connection.close()
+    yield name
+    connection, channel = _channel(amqp_url)
+    for q in (name, f"{name}.parking"):
+        channel.queue_delete(q)
+    connection.close()
+
+
+async def test_park_and_unpark_keep_a_transient_queue_as_it_is(
+    make_monitor, amqp_url: str, transient_queue: str
+):
+    sent = await asyncio.to_thread(_publish, amqp_url, transient_queue)
+    monitor = make_monitor(
+        {
+            "components": {
+                "queue": {
+                    "probes": [{"type": "rabbitmq", "url": amqp_url, "queues": [transient_queue]}]
+                }
+            }
+        }
+    )
+    context = ActionContext(component="queue", monitor=monitor, timeout=10)
+    parking = f"{transient_queue}.parking"
+
+    await build_action(ParkConfig(type="rabbitmq_park")).run(context)
+    assert await asyncio.to_thread(_counts, amqp_url, transient_queue, parking) == [0, N]
+    output = await build_action(UnparkConfig(type="rabbitmq_unpark")).run(context)
+    assert output == f"moved {N} message(s) from {parking!r} back to {transient_queue!r}"
+    assert await asyncio.to_thread(_counts, amqp_url, transient_queue, parking) == [N, 0]
+    _same(await asyncio.to_thread(_take, amqp_url, transient_queue), sent)

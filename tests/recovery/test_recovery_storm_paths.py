@@ -1,0 +1,472 @@
+"""The webhook's fast paths under an alert storm, and what they must not lose.
+
+* A new alert, and a change of an alert's state (resolved), is in SQLite before
+  the webhook answers: the real ``pipeline-monitor run`` killed with SIGKILL
+  right after the answer keeps them, and a restart neither repairs the resolved
+  alert again nor loses the new one.
+* A pure repeat of a known alert is only counted in memory and written by a
+  flusher (every ``REPEAT_FLUSH_INTERVAL`` seconds, and at stop): a crash loses
+  at most the repeats' delivery counts of that last interval, nothing else.
+* A repeat whose alert's first write has not committed yet (the second
+  Alertmanager of an HA pair) is answered only after that write.
+* History's group commit: calls queued together run in one transaction, in
+  order; one that fails fails alone.
+* The audit log's queued events and LogRecords write the same lines, in order.
+* The payload parser's checks that are not in its schema name their field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sqlite3
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from exporter.audit import AuditLog
+from exporter.config import AuditConfig
+from recovery.recovery_support import (
+    PYTHON,
+    TOKEN,
+    build_config,
+    free_port,
+    make_alert,
+    payload,
+    query_db,
+    resolved,
+    wait_until,
+)
+from recovery_webhook import engine as engine_module
+from recovery_webhook.alerts import PayloadError, parse_body
+from recovery_webhook.history import AlertRow, History
+
+APPEND = "import sys; open(sys.argv[1], 'a').write('ran\\n')"
+NO_RULE = "StormPathsNoRule"
+
+
+def _parse(data: dict[str, Any]) -> list[Any]:
+    return parse_body(json.dumps(data).encode())
+
+
+def _key(alert: dict[str, Any]) -> str:
+    return f"{alert['fingerprint']}@{alert['startsAt']}"
+
+
+def _row(db_path: Path, alert: dict[str, Any]) -> tuple[Any, ...] | None:
+    rows = query_db(
+        db_path,
+        "SELECT status, repair, notifications, last_seen FROM alerts WHERE key = ?",
+        _key(alert),
+    )
+    return rows[0] if rows else None
+
+
+def _config(state_dir: Path, tmp_path: Path, closed_port: int):
+    return build_config(
+        state_dir,
+        {
+            "database": {
+                "probes": [{"type": "tcp", "targets": [f"127.0.0.1:{closed_port}"], "timeout": 0.5}]
+            }
+        },
+        [
+            {
+                "alertname": "PipelineComponentDown",
+                "component": "database",
+                "actions": [
+                    {
+                        "type": "command",
+                        "argv": [PYTHON, "-c", APPEND, str(tmp_path / "runs.log")],
+                        "verify": False,
+                    }
+                ],
+            }
+        ],
+        check_interval=10,
+        recovery={"verify_timeout": 0.05, "verify_interval": 0.02, "retry_delay": 3600},
+    )
+
+
+# -- the real process, killed right after an answer --------------------------------
+
+
+class _Monitor:
+    """``pipeline-monitor run`` as a child process, as an operator runs it."""
+
+    def __init__(self, tmp_path: Path, config: Path, state_dir: Path) -> None:
+        self.tmp_path, self.config, self.state_dir = tmp_path, config, state_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: asyncio.subprocess.Process | None = None
+        self.starts = 0
+
+    async def start(self) -> None:
+        self.starts += 1
+        log = (self.tmp_path / f"monitor-{self.starts}.log").open("wb")
+        env = {**os.environ, "PIPELINE_STATE_DIR": str(self.state_dir), "PIPELINE_API_TOKEN": TOKEN}
+        self.process = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "pipeline-monitor"),
+            "run",
+            "--config",
+            str(self.config),
+            "--port",
+            str(self.port),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+        )
+        log.close()
+
+        async def answers() -> bool:
+            assert self.process is not None
+            if self.process.returncode is not None:
+                raise AssertionError(f"pipeline-monitor exited: {self.log()}")
+            try:
+                async with aiohttp.ClientSession() as session:
+                    async with session.get(self.url + "/healthz") as response:
+                        return response.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await wait_until(answers, timeout=30, message="pipeline-monitor answers")
+
+    def log(self) -> str:
+        return (self.tmp_path / f"monitor-{self.starts}.log").read_text(errors="replace")[-3000:]
+
+    async def post(self, session: aiohttp.ClientSession, *alerts: dict[str, Any]) -> dict:
+        async with session.post(
+            f"{self.url}/api/alertmanager/webhook",
+            json=payload(*alerts),
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        ) as response:
+            assert response.status == 200, await response.text()
+            return dict(await response.json())
+
+    async def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        assert await self.process.wait() == -signal.SIGKILL
+
+    async def terminate(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(self.process.wait(), 30)
+
+    async def cleanup(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+
+
+@pytest.mark.integration
+async def test_sigkill_right_after_the_answer_keeps_new_alerts_and_states(
+    tmp_path: Path, state_dir: Path, unused_port: int
+) -> None:
+    config = _config(state_dir, tmp_path, unused_port)
+    config_file = tmp_path / "pipeline.yml"
+    data = config.model_dump(mode="json", exclude={"state_dir"})
+    config_file.write_text(json.dumps(data))  # JSON is YAML
+    monitor = _Monitor(tmp_path, config_file, state_dir)
+    db_path = state_dir / "history.sqlite3"
+    runs = tmp_path / "runs.log"
+    try:
+        await monitor.start()
+        repaired = make_alert("database")
+        counted = make_alert("database", NO_RULE)
+        fresh = make_alert("database", NO_RULE)
+        async with aiohttp.ClientSession() as session:
+            assert (await monitor.post(session, repaired))["repairs_queued"] == 1
+            # Its repair fails (nothing listens on the port); the retry waits an hour.
+            await wait_until(
+                lambda: (_row(db_path, repaired) or ("", ""))[1] == "retry_pending",
+                message="the repair failed and waits for its retry",
+            )
+            assert (await monitor.post(session, counted))["new"] == 1
+            for _ in range(3):
+                assert (await monitor.post(session, counted))["duplicates"] == 1
+            assert (await monitor.post(session, resolved(repaired)))["resolved"] == 1
+            assert (await monitor.post(session, fresh))["new"] == 1
+        await monitor.kill()  # at once: no flusher, no stop() ran after that answer
+
+        # Everything the answers confirmed, except repeats' counts, is there.
+        status, _, notifications, _ = _row(db_path, repaired) or ("", "", 0, 0)
+        assert status == "resolved"
+        assert notifications == 2
+        assert (_row(db_path, fresh) or ("",))[0] == "firing"
+        status, _, notifications, _ = _row(db_path, counted) or ("", "", 0, 0)
+        assert status == "firing"
+        # The documented window: the counts of the last interval's repeats.
+        assert 1 <= notifications <= 4
+        assert runs.read_text().splitlines() == ["ran"]
+
+        await monitor.start()
+        async with aiohttp.ClientSession() as session:
+            again = await monitor.post(session, fresh, counted, repaired)
+        # All three are known after the restart: none is new, nothing is queued.
+        assert (again["new"], again["duplicates"], again["repairs_queued"]) == (0, 3, 0)
+        await asyncio.sleep(1.0)  # a resumed repair would run now
+        assert runs.read_text().splitlines() == ["ran"]
+        assert query_db(db_path, "SELECT count(*) FROM attempts") == [(1,)]
+        assert await monitor.terminate() == 0
+        # A clean stop writes the counts kept in memory.
+        assert (_row(db_path, fresh) or (0, 0, 0))[2] == 2
+        assert (_row(db_path, counted) or (0, 0, 0))[2] == notifications + 1
+    finally:
+        await monitor.cleanup()
+
+
+# -- in one process: the repeat counts' window, the HA pair ------------------------------
+
+
+@pytest.mark.integration
+async def test_repeats_are_counted_in_memory_and_written_by_the_flusher_and_at_stop(
+    app_factory, state_dir: Path, tmp_path: Path, unused_port: int, monkeypatch
+) -> None:
+    monkeypatch.setattr(engine_module, "REPEAT_FLUSH_INTERVAL", 3600.0)
+    app = await app_factory(_config(state_dir, tmp_path, unused_port))
+    engine = app.service.engine
+    alert = make_alert("database", NO_RULE)
+    before = time.time()
+    assert (await app.post_alerts(alert))["new"] == 1
+    # Durable before the answer: a crash from here on keeps the alert.
+    status, repair, notifications, first_seen = _row(app.db_path, alert) or ("", "", 0, 0)
+    assert (status, repair, notifications) == ("firing", "no_rule", 1)
+    assert first_seen >= before
+
+    for _ in range(4):
+        assert (await app.post_alerts(alert))["duplicates"] == 1
+    # Only in memory so far: this is what a crash now would lose (and only this).
+    assert (_row(app.db_path, alert) or ())[2] == 1
+    await engine.flush_repeats()
+    _, _, notifications, last_seen = _row(app.db_path, alert) or ("", "", 0, 0)
+    assert notifications == 5
+    assert last_seen > first_seen
+
+    assert (await app.post_alerts(alert))["duplicates"] == 1
+    await app.stop()  # the flusher's last round
+    assert (_row(app.db_path, alert) or ())[2] == 6
+
+
+@pytest.mark.integration
+async def test_the_flusher_writes_repeats_within_its_interval(
+    app_factory, state_dir: Path, tmp_path: Path, unused_port: int, monkeypatch
+) -> None:
+    monkeypatch.setattr(engine_module, "REPEAT_FLUSH_INTERVAL", 0.1)
+    app = await app_factory(_config(state_dir, tmp_path, unused_port))
+    alert = make_alert("database", NO_RULE)
+    for _ in range(3):
+        await app.post_alerts(alert)
+    await wait_until(
+        lambda: (_row(app.db_path, alert) or (0, 0, 0))[2] == 3,
+        timeout=2,
+        message="the repeats' count is written",
+    )
+
+
+def _hold_alert_writes(history: History) -> asyncio.Event:
+    """Alert writes of ``history`` commit, but say so only once the event is set."""
+    loop = asyncio.get_running_loop()
+    gate = asyncio.Event()
+    submit = history.submit_alerts
+
+    def held(rows: Any, events: Any) -> asyncio.Future[None]:
+        inner = submit(rows, events)
+        outer: asyncio.Future[None] = loop.create_future()
+
+        async def release() -> None:
+            await gate.wait()
+            outer.set_result(await inner)
+
+        asyncio.ensure_future(release())
+        return outer
+
+    history.submit_alerts = held  # type: ignore[method-assign]
+    return gate
+
+
+@pytest.mark.integration
+async def test_new_alerts_and_resolutions_wait_for_their_write_repeats_do_not(
+    app_factory, state_dir: Path, tmp_path: Path, unused_port: int
+) -> None:
+    app = await app_factory(_config(state_dir, tmp_path, unused_port))
+    engine = app.service.engine
+    known, other = make_alert("database", NO_RULE), make_alert("database", NO_RULE)
+    await app.post_alerts(known, other)
+    gate = _hold_alert_writes(app.service.history)
+
+    new = asyncio.ensure_future(engine.receive(_parse(payload(make_alert("database")))))
+    ending = asyncio.ensure_future(engine.receive(_parse(payload(resolved(known)))))
+    await asyncio.sleep(0.2)
+    assert not new.done() and not ending.done()
+    # A pure repeat of a recorded alert, in its state, is only counted: answered now.
+    result = await asyncio.wait_for(engine.receive(_parse(payload(other))), timeout=0.5)
+    assert (result.new, result.duplicates) == (0, 1)
+    gate.set()
+    assert (await new).new == 1 and (await ending).resolved == 1
+
+
+@pytest.mark.integration
+async def test_a_repeat_is_answered_only_after_its_alerts_first_write(
+    app_factory, state_dir: Path, tmp_path: Path, unused_port: int
+) -> None:
+    """Two Alertmanagers send a new alert at once: the second delivery is a repeat,
+    and must not be answered before the first one's write has committed."""
+    app = await app_factory(_config(state_dir, tmp_path, unused_port))
+    engine = app.service.engine
+    gate = _hold_alert_writes(app.service.history)
+    alerts = _parse(payload(make_alert("database", NO_RULE)))
+    first = asyncio.ensure_future(engine.receive(alerts))
+    second = asyncio.ensure_future(engine.receive(_parse(payload(*alerts))))
+    await asyncio.sleep(0.2)
+    assert not first.done() and not second.done()
+    gate.set()
+    one, two = await asyncio.gather(first, second)
+    assert (one.new, one.duplicates, two.new, two.duplicates) == (1, 0, 0, 1)
+
+
+# -- history: group commit ---------------------------------------------------------------
+
+
+def _alert_row(key: str, notifications: int = 1) -> AlertRow:
+    labels = {"alertname": "A", "component": "database", "note": "é ☃"}
+    return AlertRow(
+        key, "fp", "t", "A", "database", labels, "firing", "queued", 1.0, 1.0, notifications
+    )
+
+
+@pytest.mark.unit
+async def test_history_group_commit_keeps_order_and_fails_a_call_alone(tmp_path: Path) -> None:
+    history = History(tmp_path / "history.sqlite3", retention=86400)
+    await history.open()
+    try:
+        # 200 rows in one call: multi-row statements of 64, 64, 64 and 8 rows.
+        await history.submit_alerts(
+            [_alert_row(f"a{i}") for i in range(200)],
+            [(1.0, "alert", "database", {"i": i, "path": tmp_path}) for i in range(70)],
+        )
+
+        def broken(db: sqlite3.Connection) -> None:
+            db.execute("INSERT INTO no_such_table VALUES (1)")
+
+        # Queued together: one batch, in order; the broken call fails alone.
+        calls = [
+            history.submit_alerts([_alert_row("b1")], []),
+            history._submit(broken),
+            history.submit_alerts([_alert_row("b2")], []),
+            history.submit_touch_alerts([(7, 2.0, "a1"), (9, 3.0, "b1")]),
+            history._submit(
+                lambda db: db.execute(
+                    "SELECT notifications FROM alerts WHERE key = 'b1'"
+                ).fetchone()[0]
+            ),
+        ]
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        assert outcomes[0] is None and outcomes[2] is None and outcomes[3] is None
+        assert isinstance(outcomes[1], sqlite3.OperationalError)
+        assert outcomes[4] == 9  # the touch before it, in the same transaction
+        assert (
+            await history._submit(
+                lambda db: db.execute("SELECT count(*) FROM alerts").fetchone()[0]
+            )
+            == 202
+        )
+        rows = await history.load_alerts(0)
+        by_key = {row.key: row for row in rows}
+        assert (by_key["a1"].notifications, by_key["a1"].last_seen) == (7, 2.0)
+        assert by_key["a2"].notifications == 1
+        assert by_key["b2"].labels == {"alertname": "A", "component": "database", "note": "é ☃"}
+        events = await history.events(100, kinds=["alert"])
+        assert sorted(e["i"] for e in events) == list(range(70))
+        assert events[0]["path"] == str(tmp_path)
+    finally:
+        await history.close()
+
+
+# -- the audit log: queued from the loop, written in order, one event per line --------
+
+LINE = re.compile(
+    r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} - (?P<logger>[\w.]+) - "
+    r"(?P<level>[A-Z]+) - (?P<event>[A-Z_]+): (?P<payload>.*)$"
+)
+
+
+@pytest.mark.unit
+def test_audit_lines_keep_their_order_and_stay_one_per_event(tmp_path: Path) -> None:
+    name = f"test.audit.{uuid.uuid4().hex}"
+    audit = AuditLog(AuditConfig(file=tmp_path / "audit.log"), stream=False, name=name)
+    other = AuditLog(AuditConfig(file=tmp_path / "other.log"), stream=False, name=name)
+    try:
+        for i in range(300):
+            audit.alert_triggered("database", "critical", alertname="A", fingerprint=f"f{i}")
+        audit.failure_detected("database", "line one\nERROR - FAILURE_DETECTED: forged")
+        other.alert_resolved("queue", alertname="B", fingerprint="g")
+    finally:
+        audit.close()
+        other.close()
+    lines = (tmp_path / "audit.log").read_text().splitlines()
+    matches = [LINE.match(line) for line in lines]
+    assert all(matches) and len(matches) == 301
+    assert [m["payload"] for m in matches[:300] if m] == [
+        f"component=database, severity=CRITICAL, alertname=A, fingerprint=f{i}" for i in range(300)
+    ]
+    last = matches[300]
+    assert last is not None and (last["level"], last["event"]) == ("ERROR", "FAILURE_DETECTED")
+    # A line break in a value cannot start a forged line.
+    assert last["payload"] == (
+        "component=database, error=line one\\nERROR - FAILURE_DETECTED: forged"
+    )
+    # Each AuditLog writes only its own events.
+    assert "fingerprint=g" not in "\n".join(lines)
+    assert "fingerprint=g" in (tmp_path / "other.log").read_text()
+
+
+# -- the parser's own checks ---------------------------------------------------------------
+
+
+def _body(**changes: Any) -> bytes:
+    alert = make_alert("database")
+    alert.update(changes)
+    return json.dumps(payload(alert)).encode()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "changes, field, message",
+    [
+        ({"labels": {"component": "database"}}, "alerts.0.labels", "alertname is missing"),
+        (
+            {"labels": {"alertname": "A", **{f"l{i}": "v" for i in range(64)}}},
+            "alerts.0.labels",
+            "more than 64 labels",
+        ),
+        ({"startsAt": "2024-02-30T10:00:00Z"}, "alerts.0.startsAt", "not an RFC 3339"),
+        ({"startsAt": "2024-05-06"}, "alerts.0.startsAt", "not an RFC 3339"),
+        ({"startsAt": "２０２４-05-06T10:00:00Z"}, "alerts.0.startsAt", "not an RFC 3339"),
+        ({"startsAt": 7}, "alerts.0.startsAt", "valid string"),
+        ({"fingerprint": ""}, "alerts.0.fingerprint", "at least 1"),
+    ],
+)
+def test_the_parser_names_the_field(changes: dict[str, Any], field: str, message: str) -> None:
+    with pytest.raises(PayloadError) as caught:
+        parse_body(_body(**changes))
+    assert caught.value.field == field
+    assert message in caught.value.message
+
+
+@pytest.mark.unit
+def test_the_parser_takes_what_alertmanager_sends() -> None:
+    body = _body(startsAt="2024-05-06T10:00:00.123456789+02:00")
+    (alert,) = parse_body(body)
+    assert alert["startsAt"] == "2024-05-06T10:00:00.123456789+02:00"
+    assert alert["labels"]["alertname"] == "PipelineComponentDown"
+    assert parse_body(body) == [alert]  # again, with its startsAt already known
