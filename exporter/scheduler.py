@@ -96,6 +96,8 @@ class ProbeScheduler:
             # rather than stacking a second one on a slow dependency.
             if task is None or task.done():
                 task = asyncio.create_task(self._check_component(name), name=f"probe-{name}")
+                # Scheduled runs are awaited by nobody: a bug in one is logged, not lost.
+                task.add_done_callback(_log_failure)
                 self._inflight[name] = task
             tasks.append(task)
         return tasks
@@ -204,6 +206,11 @@ class ProbeScheduler:
         """Drop the component's clients so that the next run reconnects."""
         for probe in self.probes[name]:
             await probe.reset()
+
+
+def _log_failure(task: asyncio.Task[ComponentState]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("checking %s failed", task.get_name(), exc_info=task.exception())
 
 
 def _ignore_outcome(run: asyncio.Future[ProbeResult]) -> None:

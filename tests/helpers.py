@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import boto3
 import botocore.config
@@ -108,11 +108,12 @@ def wait_until_sync(
 
 
 def assert_no_secret(text: str | None, *secrets: str) -> None:
-    """No secret, raw or in a common encoding, appears in ``text``."""
+    """No secret, raw or percent-encoded (as in a URL), appears in ``text``."""
     if not text:
         return
     for secret in secrets:
-        assert secret not in text, f"secret {secret[:2]}… leaked into: {text}"
+        for form in {secret, quote(secret, safe="")}:
+            assert form not in text, f"secret {secret[:2]}… leaked into: {text}"
 
 
 # Dummy credentials: moto accepts any unless a test turns its authentication on.

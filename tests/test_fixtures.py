@@ -48,7 +48,7 @@ async def test_fault_proxy_switches_modes_at_runtime() -> None:
                 await _round_trip(proxy.port)
 
             await proxy.hang()
-            with pytest.raises(TimeoutError):
+            with pytest.raises(asyncio.TimeoutError):
                 await _round_trip(proxy.port, timeout=0.3)
 
             await proxy.slow(0.3)
@@ -76,7 +76,7 @@ async def test_fault_proxy_freezes_and_resets_open_connections() -> None:
 
             await proxy.hang()  # the open connection stops moving bytes...
             writer.write(b"b")
-            with pytest.raises(TimeoutError):
+            with pytest.raises(asyncio.TimeoutError):
                 await asyncio.wait_for(reader.readexactly(1), 0.3)
             await proxy.pass_through()  # ...and delivers them when it passes again
             assert await asyncio.wait_for(reader.readexactly(1), 2) == b"b"
