@@ -3,7 +3,7 @@
 
 Usage (from the repository root, with the project's venv):
 
-    .venv/bin/python bench/mttr.py [--rounds 5] [--profile fast] [--check-interval 0.5]
+    .venv/bin/python bench/mttr.py [--rounds 5] [--profile fast] [--check-interval 0.25]
     .venv/bin/python bench/mttr.py --rounds 1       # a smoke run (figures not worth quoting)
 
 One run starts, on loopback, in a temporary directory:
@@ -668,8 +668,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--check-interval",
         type=float,
-        default=0.5,
-        help="the monitor's check interval in seconds (default 0.5)",
+        default=0.25,
+        help="the monitor's check interval in seconds (default 0.25)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = parser.parse_args(argv)
