@@ -63,12 +63,10 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -85,13 +83,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from benchlib import REPO, BenchError, free_port, interrupt_on, machine, say, tail
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "deploy"))
+sys.path.insert(0, str(REPO / "deploy"))
 import localstack  # noqa: E402 - deploy/ is not a package
 
-STANDIN = ROOT / "tests" / "recovery" / "standin_service.py"
-FAST_RULES = ROOT / "deploy" / "alert_rules-fast.yml"
+STANDIN = REPO / "tests" / "recovery" / "standin_service.py"
+FAST_RULES = REPO / "deploy" / "alert_rules-fast.yml"
 ALERT = "PipelineComponentDown"
 BLACKBOX_ALERT = "BlackboxProbeFailed"
 # deploy/alertmanager.yml's recovery-webhook route (0s / 1m / 15m), divided by 15.
@@ -105,16 +103,6 @@ GATED = (
     "    time.sleep(0.02)\n"
     "sys.exit(subprocess.call(sys.argv[2:]))\n"
 )
-
-
-class Failed(Exception):
-    """The run cannot go on: the message says what did not happen."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def get_json(url: str, timeout: float = 5.0) -> Any:
@@ -137,7 +125,7 @@ def wait(condition: Callable[[], Any], timeout: float, what: str) -> Any:
         if outcome:
             return outcome
         if time.monotonic() > deadline:
-            raise Failed(f"{what}: not within {timeout:g}s")
+            raise BenchError(f"{what}: not within {timeout:g}s")
         time.sleep(POLL)
 
 
@@ -275,7 +263,7 @@ class Bench:
         }
         missing = [name for name, path in binaries.items() if path is None]
         if missing:
-            raise Failed(
+            raise BenchError(
                 f"not installed: {', '.join(missing)} (Debian: prometheus,"
                 " prometheus-alertmanager, prometheus-blackbox-exporter)"
             )
@@ -350,7 +338,7 @@ class Bench:
             localstack.wait_http(f"{self.alertmanager_url}/-/ready", 30, am)
             localstack.wait_http(f"{self.prometheus_url}/-/ready", 30, prom)
         except RuntimeError as exc:
-            raise Failed(str(exc)) from None
+            raise BenchError(str(exc)) from None
         count = len(self.services)
         wait(
             lambda: (
@@ -496,14 +484,14 @@ class Bench:
         time.sleep(random.uniform(0.0, 1.0))
         pid = service.pid()
         if pid is None or self.up(service.component) != 1:
-            raise Failed(f"{service.component} is not up before its round")
+            raise BenchError(f"{service.component} is not up before its round")
         phase = self.scrape_phase(service.component)
         result = Round(kind, service.component, fault=time.time(), phase=phase)
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + ROUND_DEADLINE
         while not (result.complete() and (kind == "mttr" or result.blackbox is not None)):
             if time.monotonic() > deadline:
-                raise Failed(f"round did not complete within {ROUND_DEADLINE:g}s: {result}")
+                raise BenchError(f"round did not complete within {ROUND_DEADLINE:g}s: {result}")
             self.observe(result)
             if service.gate is not None and result.firing and result.blackbox:
                 service.gate.unlink(missing_ok=True)  # both detected: let the restart run
@@ -536,36 +524,11 @@ class Bench:
             elif event["type"] == "recovery_attempt" and result.repaired is None:
                 result.attempt = event
                 if event["status"] != "success":
-                    raise Failed(f"the repair failed: {event.get('error_message')}")
+                    raise BenchError(f"the repair failed: {event.get('error_message')}")
                 result.repaired = float(event["ended_at"])
 
 
 # -- the report ---------------------------------------------------------------------------
-
-
-def machine() -> str:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor() or "unknown CPU",
-    )
-    mem_kb = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal:")
-    )
-    os_name = platform.system()
-    with contextlib.suppress(OSError):
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                os_name = line.split("=", 1)[1].strip('"')
-    return (
-        f"machine: {model}, {os.cpu_count()} cores, RAM {mem_kb / 2**20:.1f} GiB;"
-        f" {os_name}, Linux {platform.release()}; Python {platform.python_version()}"
-    )
 
 
 def versions() -> str:
@@ -683,18 +646,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
 
-    def interrupted(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupted)
-
-    def say(line: str = "") -> None:
-        print(line, flush=True)
-
+    interrupt_on(signal.SIGTERM)
     work = Path(tempfile.mkdtemp(prefix="mttr-"))
     bench = Bench(work, args.rounds, args.check_interval)
     say(f"mttr: {args.rounds} MTTR round(s) and {args.rounds} detection round(s)")
-    say(machine())
+    say(machine().line())
     say(versions())
     rounds: list[Round] = []
     try:
@@ -728,12 +684,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.rounds < 5:
             say(f"note: {args.rounds} round(s) of each kind: a smoke run, not figures to quote")
         return 0
-    except Failed as exc:
+    except BenchError as exc:
         say(f"mttr: FAILED: {exc}")
         for name in ("monitor.log", "prometheus.log", "alertmanager.log", "blackbox.log"):
-            with contextlib.suppress(OSError):
-                tail = (work / name).read_text(errors="replace").splitlines()[-5:]
-                say(f"--- {name}: " + " | ".join(tail))
+            if (work / name).exists():
+                say(f"--- {name}: {tail(work / name)}")
         return 1
     except KeyboardInterrupt:
         say("mttr: interrupted")

@@ -34,16 +34,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import ctypes
 import gc
 import json
 import math
 import os
-import platform
 import select
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,10 +52,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-# Linux's clock id for another process's CPU time: ~pid << 3 | CPUCLOCK_SCHED.
-_CPUCLOCK_SCHED = 2
+from benchlib import (
+    REPO,
+    BenchError,
+    Children,
+    cpu_seconds,
+    free_port,
+    interrupt_on,
+    machine,
+    say,
+    tail,
+    wait_for_port,
+)
 
 # Measured earlier on this machine, printed beside this run's figures.
 REFERENCE_BLACKBOX_MS = 0.57
@@ -70,10 +75,6 @@ AIM_RSS_MB = 150.0
 AIM_WALL_SHARE = 0.25
 
 BLACKBOX_BINARIES = ("prometheus-blackbox-exporter", "blackbox_exporter")
-
-
-class BenchError(Exception):
-    """The benchmark cannot go on (a child died or did not answer)."""
 
 
 # -- children: the roles this script plays in its child processes ----------------
@@ -314,22 +315,6 @@ ROLES: dict[str, Callable[[argparse.Namespace], Any]] = {
 # -- the parent: processes, /proc sampling ------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of every thread of the process, ended threads included.
-
-    Read from the process's CPU-time clock (``clock_getcpuclockid``), which counts
-    nanoseconds; utime + stime of /proc/<pid>/stat count the same in clock ticks
-    (10 ms), too coarse for a --quick cycle, and are the fallback.
-    """
-    try:
-        return time.clock_gettime((~pid << 3) | _CPUCLOCK_SCHED)
-    except OSError:
-        pass
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
 def rss_mb(pid: int, key: str = "VmHWM") -> float:
     """VmHWM (peak resident set) or VmRSS of the process, in MB (10^6 bytes)."""
     with open(f"/proc/{pid}/status") as status:
@@ -339,91 +324,9 @@ def rss_mb(pid: int, key: str = "VmHWM") -> float:
     raise BenchError(f"no {key} for process {pid}")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], name: str, log: Path) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise BenchError(f"{name} exited with code {process.returncode}: {tail(log)}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise BenchError(f"{name} does not listen on port {port} after 20 s: {tail(log)}")
-
-
-def tail(log: Path, lines: int = 5) -> str:
-    try:
-        return " | ".join(log.read_text(errors="replace").splitlines()[-lines:]) or "(no output)"
-    except OSError:
-        return "(no log)"
-
-
-def _prctl() -> Callable[[], None] | None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def die_with_parent() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-    return die_with_parent
-
-
-class Children:
-    """Every process this run started; ``close`` reaps them all, whatever happened."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.processes: list[subprocess.Popen[bytes]] = []
-        self._die_with_parent = _prctl()
-
-    def spawn(self, name: str, argv: Sequence[str], pipes: bool) -> subprocess.Popen[bytes]:
-        log = self.logs / f"{name}.log"
-        with open(log, "wb") as stderr:
-            process = subprocess.Popen(
-                argv,
-                stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
-                stdout=subprocess.PIPE if pipes else stderr,
-                stderr=stderr,
-                cwd=REPO,
-                # Out of the terminal's process group: Ctrl-C reaches only this
-                # process, which then stops the children in order.
-                start_new_session=True,
-                preexec_fn=self._die_with_parent,
-            )
-        self.processes.append(process)
-        return process
-
-    def role(self, name: str, role: str, args: Sequence[str]) -> Child:
-        argv = [sys.executable, str(Path(__file__).resolve()), "--role", role, *args]
-        return Child(name, self.spawn(name, argv, pipes=True), self.logs / f"{name}.log")
-
-    def stop(self, process: subprocess.Popen[bytes]) -> None:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        for pipe in (process.stdin, process.stdout):
-            if pipe is not None:
-                pipe.close()
-
-    def close(self) -> None:
-        for process in reversed(self.processes):
-            self.stop(process)
+def start_child(children: Children, name: str, role: str, args: Sequence[str]) -> Child:
+    """This script again in ``role``, talking over its stdin and stdout."""
+    return Child(name, children.role(name, role, args, pipes=True), children.log(name))
 
 
 class Child:
@@ -594,7 +497,8 @@ def common_args(args: argparse.Namespace) -> list[str]:
 def bench_exporter(
     children: Children, server: Server, args: argparse.Namespace, say: Callable[[str], None]
 ) -> Subject:
-    child = children.role(
+    child = start_child(
+        children,
         "exporter",
         "exporter",
         [
@@ -634,9 +538,9 @@ def bench_blackbox(
         [binary, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}"],
         pipes=False,
     )
-    wait_for_port(port, process, "blackbox_exporter", children.logs / "blackbox_exporter.log")
-    driver = children.role(
-        "blackbox-driver", "driver", [*common_args(args), "--blackbox-port", str(port)]
+    wait_for_port(port, process, "blackbox_exporter", children.log("blackbox_exporter"))
+    driver = start_child(
+        children, "blackbox-driver", "driver", [*common_args(args), "--blackbox-port", str(port)]
     )
     cycles = run_cycles("blackbox_exporter", driver, process.pid, server, args, say)
     peak = rss_mb(process.pid)
@@ -648,7 +552,7 @@ def bench_blackbox(
 def bench_bare(
     children: Children, server: Server, args: argparse.Namespace, say: Callable[[str], None]
 ) -> Subject:
-    child = children.role("bare", "bare", common_args(args))
+    child = start_child(children, "bare", "bare", common_args(args))
     cycles = run_cycles("bare aiohttp loop", child, child.pid, server, args, say)
     peak = rss_mb(child.pid)
     child.quit()
@@ -658,34 +562,13 @@ def bench_bare(
 # -- the report -------------------------------------------------------------------------
 
 
-def machine() -> list[str]:
-    info = Path("/proc/cpuinfo").read_text()
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in info.splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor() or "unknown CPU",
-    )
-    mem_kb = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal:")
-    )
-    os_name = platform.system()
-    try:
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                os_name = line.split("=", 1)[1].strip('"')
-    except OSError:
-        pass
+def machine_lines() -> list[str]:
     import aiohttp
 
+    this = machine()
     return [
-        f"CPU: {model}, {os.cpu_count()} cores; RAM {mem_kb / 2**20:.1f} GiB",
-        f"OS: {os_name}, Linux {platform.release()}; Python {platform.python_version()},"
-        f" aiohttp {aiohttp.__version__}",
+        f"CPU: {this.cpu}, {this.cores} cores; RAM {this.ram_gib:.1f} GiB",
+        f"OS: {this.os}, Linux {this.kernel}; Python {this.python}, aiohttp {aiohttp.__version__}",
     ]
 
 
@@ -713,7 +596,7 @@ def report(
     out()
     out("=" * 78)
     out(f"Probe scale: {targets} HTTP targets ({layout}), {n} cycles every {args.interval:g} s")
-    for line in machine() + extra:
+    for line in machine_lines() + extra:
         out(f"  {line}")
     out()
     out(f"{'Per cycle':<44}{head}")
@@ -882,16 +765,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(ROLES[args.role](args))
         return 0
 
-    def interrupted(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
     # Both stop the run the same way, even when started with SIGINT ignored.
-    signal.signal(signal.SIGTERM, interrupted)
-    signal.signal(signal.SIGINT, interrupted)
-
-    def say(line: str) -> None:
-        print(line, flush=True)
-
+    interrupt_on(signal.SIGTERM, signal.SIGINT)
     per_component = math.ceil(args.targets / args.components)
     layout = f"{math.ceil(args.targets / per_component)} components x {per_component} http probes"
     binary = None if args.no_blackbox else args.blackbox_binary
@@ -904,10 +779,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="probe-scale-") as tmp:
         args.state_dir = tmp
         args.port = free_port()
-        children = Children(Path(tmp))
+        children = Children(Path(tmp), __file__)
         try:
             workers = [
-                children.role(f"server-{w}", "server", ["--port", str(args.port)])
+                start_child(children, f"server-{w}", "server", ["--port", str(args.port)])
                 for w in range(args.server_workers)
             ]
             for worker in workers:

@@ -61,16 +61,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import hashlib
 import json
 import math
-import os
-import platform
 import re
 import select
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -84,8 +80,18 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+from benchlib import (
+    BenchError,
+    Children,
+    cpu_seconds,
+    free_port,
+    interrupt_on,
+    machine,
+    say,
+    tail,
+    wait_healthy,
+)
+
 WEBHOOK_PATH = "/api/alertmanager/webhook"
 COMPONENTS = ("network", "validation_service", "database", "storage", "queue")
 RULE_ALERTNAME = "PipelineComponentDown"
@@ -98,10 +104,6 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 
 AIM_P99_MS = 50.0
 AIM_THROUGHPUT_RATIO = 0.5
-
-
-class BenchError(Exception):
-    """The benchmark cannot go on (a child died or did not answer)."""
 
 
 # -- the storm ----------------------------------------------------------------------
@@ -317,95 +319,6 @@ ROLES: dict[str, Callable[[argparse.Namespace], Any]] = {
 # -- the parent: processes ----------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of every thread of the process."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def tail(log: Path, lines: int = 5) -> str:
-    try:
-        return " | ".join(log.read_text(errors="replace").splitlines()[-lines:]) or "(no output)"
-    except OSError:
-        return "(no log)"
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def preexec() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-    return preexec
-
-
-class Children:
-    """Every process this run started; ``close`` stops them all, whatever happened."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.processes: list[subprocess.Popen[bytes]] = []
-        self._preexec = _die_with_parent()
-
-    def spawn(
-        self,
-        name: str,
-        argv: Sequence[str],
-        env: dict[str, str] | None = None,
-        pipes: bool = False,
-    ) -> subprocess.Popen[bytes]:
-        with open(self.logs / f"{name}.log", "wb") as log:
-            process = subprocess.Popen(
-                argv,
-                stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
-                stdout=subprocess.PIPE if pipes else log,
-                stderr=log,
-                cwd=REPO,
-                env={**os.environ, **(env or {})},
-                # Out of the terminal's process group: Ctrl-C reaches only this
-                # process, which then stops the children in order.
-                start_new_session=True,
-                preexec_fn=self._preexec,
-            )
-        self.processes.append(process)
-        return process
-
-    def role(
-        self, name: str, role: str, args: Sequence[str], pipes: bool = False
-    ) -> subprocess.Popen[bytes]:
-        argv = [sys.executable, str(Path(__file__).resolve()), "--role", role, *args]
-        return self.spawn(name, argv, pipes=pipes)
-
-    def stop(self, process: subprocess.Popen[bytes], timeout: float = 15) -> int:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        for pipe in (process.stdin, process.stdout):
-            if pipe is not None:
-                pipe.close()
-        return process.returncode
-
-    def close(self) -> None:
-        for process in reversed(self.processes):
-            self.stop(process, timeout=5)
-
-
 def expect_line(process: subprocess.Popen[bytes], expected: str, timeout: float, log: Path) -> None:
     assert process.stdout is not None
     ready, _, _ = select.select([process.stdout], [], [], timeout)
@@ -414,21 +327,6 @@ def expect_line(process: subprocess.Popen[bytes], expected: str, timeout: float,
         raise BenchError(
             f"expected {expected!r} from a client within {timeout:g} s, got {line!r}: {tail(log)}"
         )
-
-
-def wait_healthy(port: int, process: subprocess.Popen[bytes], name: str, log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise BenchError(f"{name} exited with code {process.returncode}: {tail(log)}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise BenchError(f"{name} does not answer on port {port} after 30 s: {tail(log)}")
 
 
 def service_argv() -> list[str]:
@@ -523,7 +421,7 @@ def storm_against(
         ],
         pipes=True,
     )
-    log = children.logs / f"client-{name}.log"
+    log = children.log(f"client-{name}")
     # The server's CPU time over the storm alone, not the client's start-up and warm-up.
     expect_line(client, "ready", 60, log)
     cpu = cpu_seconds(server_pid)
@@ -722,37 +620,6 @@ def check_repairs(storm: Storm, db: sqlite3.Connection) -> Check:
 # -- the report ---------------------------------------------------------------------------------
 
 
-def machine() -> list[str]:
-    info = Path("/proc/cpuinfo").read_text()
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in info.splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor() or "unknown CPU",
-    )
-    mem_kb = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal:")
-    )
-    os_name = platform.system()
-    try:
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                os_name = line.split("=", 1)[1].strip('"')
-    except OSError:
-        pass
-    import aiohttp
-
-    return [
-        f"machine: {model}, {os.cpu_count()} cores, RAM {mem_kb / 2**20:.1f} GiB;"
-        f" {os_name}, Linux {platform.release()}; Python {platform.python_version()},"
-        f" aiohttp {aiohttp.__version__}"
-    ]
-
-
 def figure_line(run: Run) -> str:
     per = run.cpu / len(run.latencies) * 1000
     return (
@@ -829,14 +696,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(ROLES[args.role](args))
         return 0
 
-    def interrupted(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupted)
-
-    def say(line: str = "") -> None:
-        print(line, flush=True)
-
+    interrupt_on(signal.SIGTERM)
     storm = build_storm(args.notifications, args.alerts, args.repeats)
     resolved = sum(a.final_status == "resolved" for a in storm.alerts.values())
     with_rule = sum(a.has_rule for a in storm.alerts.values())
@@ -845,11 +705,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" ({len(storm.alerts)} distinct, {with_rule} matching a recovery rule, {resolved} ending"
         f" resolved), {args.concurrency} in flight"
     )
-    for line in machine():
-        say(line)
+    import aiohttp  # here for its version; the roles import it as they need it
+
+    say(f"{machine().line()}, aiohttp {aiohttp.__version__}")
     with tempfile.TemporaryDirectory(prefix="webhook-storm-") as name:
         tmp = Path(name)
-        children = Children(tmp)
+        children = Children(tmp, __file__)
         try:
             storm_file = tmp / "storm.json"
             storm_file.write_text(json.dumps(storm.bodies))
@@ -863,8 +724,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 env={"PIPELINE_STATE_DIR": str(state_dir), "PIPELINE_API_TOKEN": TOKEN},
             )
             bare = children.role("bare", "bare", ["--port", str(bare_port)])
-            wait_healthy(bare_port, bare, "bare", tmp / "bare.log")
-            wait_healthy(port, service, "pipeline-monitor", tmp / "pipeline-monitor.log")
+            wait_healthy(bare_port, bare, "bare", children.log("bare"))
+            wait_healthy(port, service, "pipeline-monitor", children.log("pipeline-monitor"))
 
             bare_run = storm_against(
                 children, "bare", "bare aiohttp", bare_port, bare.pid, storm_file, args
@@ -875,7 +736,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             db_path = state_dir / "history.sqlite3"
             drain = wait_drained(db_path, service, args.drain_timeout)
             received = sum(scrape_counter(port, "pipeline_alerts_received").values())
-            code = children.stop(service)
+            # A clean stop writes the delivery counts the service keeps in memory.
+            code = children.stop(service, timeout=15)
             if code != 0:
                 raise BenchError(
                     f"pipeline-monitor exited with code {code} on SIGTERM:"
