@@ -378,3 +378,86 @@ def _alive(pid: int) -> bool:
             return handle.read().split(") ", 1)[1][0] != "Z"
     except (FileNotFoundError, IndexError):
         return False
+
+
+class MonitorProcess:
+    """``pipeline-monitor run`` as a child process, as an operator runs it: with a
+    config file, a state directory and PIPELINE_API_TOKEN; killable for real."""
+
+    def __init__(self, tmp_path: Path, config: Path, state_dir: Path) -> None:
+        self.tmp_path, self.config, self.state_dir = tmp_path, config, state_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: asyncio.subprocess.Process | None = None
+        self.starts = 0
+
+    async def start(self) -> None:
+        self.starts += 1
+        log = (self.tmp_path / f"monitor-{self.starts}.log").open("wb")
+        env = {**os.environ, "PIPELINE_STATE_DIR": str(self.state_dir), "PIPELINE_API_TOKEN": TOKEN}
+        self.process = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "pipeline-monitor"),
+            "run",
+            "--config",
+            str(self.config),
+            "--port",
+            str(self.port),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+        )
+        log.close()
+        await wait_until(self._answers, timeout=30, message="pipeline-monitor answers")
+
+    async def _answers(self) -> bool:
+        assert self.process is not None
+        if self.process.returncode is not None:
+            raise AssertionError(f"pipeline-monitor exited: {self.log()}")
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.get(self.url + "/healthz") as response:
+                    return response.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    def log(self) -> str:
+        return (self.tmp_path / f"monitor-{self.starts}.log").read_text(errors="replace")[-3000:]
+
+    async def get(self, path: str) -> dict[str, Any]:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as session:
+            async with session.get(self.url + path) as response:
+                assert response.status == 200, await response.text()
+                return dict(await response.json())
+
+    async def post_alerts(
+        self, *alerts: dict[str, Any], session: aiohttp.ClientSession | None = None
+    ) -> dict[str, Any]:
+        if session is None:
+            async with aiohttp.ClientSession() as own:
+                return await self.post_alerts(*alerts, session=own)
+        async with session.post(
+            f"{self.url}/api/alertmanager/webhook",
+            json=payload(*alerts),
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        ) as response:
+            assert response.status == 200, await response.text()
+            return dict(await response.json())
+
+    async def component(self, name: str) -> str:
+        return str((await self.get("/api/pipeline/status"))["components"][name])
+
+    async def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        assert await self.process.wait() == -signal.SIGKILL
+
+    async def terminate(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(self.process.wait(), 30)
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()

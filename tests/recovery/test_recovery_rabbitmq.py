@@ -35,18 +35,22 @@ def _channel(url: str) -> tuple[pika.BlockingConnection, BlockingChannel]:
     return connection, connection.channel()
 
 
-@pytest.fixture
-def queue(amqp_url: str) -> Iterator[str]:
-    """A durable test queue; it and its parking queue are deleted at the end."""
+def _test_queue(url: str, durable: bool) -> Iterator[str]:
+    """A test queue; it and its parking queue are deleted at the end."""
     name = f"test.recovery.{uuid.uuid4().hex[:10]}"
-    connection, channel = _channel(amqp_url)
-    channel.queue_declare(name, durable=True)
+    connection, channel = _channel(url)
+    channel.queue_declare(name, durable=durable)
     connection.close()
     yield name
-    connection, channel = _channel(amqp_url)
+    connection, channel = _channel(url)
     for q in (name, f"{name}.parking"):
         channel.queue_delete(q)
     connection.close()
+
+
+@pytest.fixture
+def queue(amqp_url: str) -> Iterator[str]:
+    yield from _test_queue(amqp_url, durable=True)
 
 
 def _publish(url: str, queue: str) -> dict[str, tuple[bytes, pika.BasicProperties]]:
@@ -211,16 +215,8 @@ async def _attempt_events(app) -> list[dict]:
 
 @pytest.fixture
 def transient_queue(amqp_url: str) -> Iterator[str]:
-    """A non-durable queue: unpark must put messages back without redeclaring it."""
-    name = f"test.recovery.transient.{uuid.uuid4().hex[:10]}"
-    connection, channel = _channel(amqp_url)
-    channel.queue_declare(name, durable=False)
-    connection.close()
-    yield name
-    connection, channel = _channel(amqp_url)
-    for q in (name, f"{name}.parking"):
-        channel.queue_delete(q)
-    connection.close()
+    """Not durable: unpark must put messages back without redeclaring it."""
+    yield from _test_queue(amqp_url, durable=False)
 
 
 async def test_park_and_unpark_keep_a_transient_queue_as_it_is(

@@ -17,22 +17,19 @@ import asyncio
 import json
 import os
 import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 import yaml
 
 from recovery.recovery_support import (
     PYTHON,
-    TOKEN,
+    MonitorProcess,
     attempts,
     audit_events,
     free_port,
     make_alert,
-    payload,
     query_db,
     wait_until,
 )
@@ -59,86 +56,8 @@ with open(sys.argv[2], "a") as f:
 """
 
 
-class Monitor:
-    """``pipeline-monitor run`` as a child process."""
-
-    def __init__(self, tmp_path: Path, config: Path, state_dir: Path) -> None:
-        self.tmp_path = tmp_path
-        self.config = config
-        self.state_dir = state_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: asyncio.subprocess.Process | None = None
-        self.starts = 0
-
-    async def start(self) -> None:
-        self.starts += 1
-        log = (self.tmp_path / f"monitor-{self.starts}.log").open("wb")
-        env = {
-            **os.environ,
-            "PIPELINE_STATE_DIR": str(self.state_dir),
-            "PIPELINE_API_TOKEN": TOKEN,
-        }
-        self.process = await asyncio.create_subprocess_exec(
-            str(Path(sys.executable).parent / "pipeline-monitor"),
-            "run",
-            "--config",
-            str(self.config),
-            "--port",
-            str(self.port),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            env=env,
-        )
-        log.close()
-        await wait_until(self._answers, timeout=30, message="pipeline-monitor answers")
-
-    async def _answers(self) -> bool:
-        assert self.process is not None
-        if self.process.returncode is not None:
-            raise AssertionError(f"pipeline-monitor exited: {self.log()}")
-        try:
-            async with aiohttp.ClientSession() as session:
-                async with session.get(self.url + "/healthz") as response:
-                    return response.status == 200
-        except aiohttp.ClientError:
-            return False
-
-    def log(self) -> str:
-        return (self.tmp_path / f"monitor-{self.starts}.log").read_text(errors="replace")[-3000:]
-
-    async def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        assert await self.process.wait() == -signal.SIGKILL
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
-
-    async def get(self, path: str) -> dict:
-        async with aiohttp.ClientSession() as session, session.get(self.url + path) as response:
-            assert response.status == 200, await response.text()
-            return dict(await response.json())
-
-    async def post_alerts(self, *alerts: dict) -> dict:
-        async with aiohttp.ClientSession() as session:
-            async with session.post(
-                self.url + "/api/alertmanager/webhook",
-                json=payload(*alerts),
-                headers={"Authorization": f"Bearer {TOKEN}"},
-            ) as response:
-                assert response.status == 200, await response.text()
-                return dict(await response.json())
-
-    async def component(self, name: str) -> str:
-        return str((await self.get("/api/pipeline/status"))["components"][name])
-
-
 @pytest.fixture
-async def setup(tmp_path: Path) -> AsyncIterator[tuple[Monitor, dict[str, Path]]]:
+async def setup(tmp_path: Path) -> AsyncIterator[tuple[MonitorProcess, dict[str, Path]]]:
     files = {
         name: tmp_path / name
         for name in ("slow.flag", "slow.runs", "slow.pids", "articles", "storage.runs")
@@ -208,7 +127,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[Monitor, dict[str, Path]]
     }
     path = tmp_path / "pipeline.yml"
     path.write_text(yaml.safe_dump(config))
-    monitor = Monitor(tmp_path, path, state_dir)
+    monitor = MonitorProcess(tmp_path, path, state_dir)
     yield monitor, files
     await monitor.stop()
     # The repair command runs in its own session: the SIGKILL of the monitor
@@ -225,7 +144,7 @@ def _runs(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-async def _db(monitor: Monitor, sql: str, *args: object) -> list[tuple]:
+async def _db(monitor: MonitorProcess, sql: str, *args: object) -> list[tuple]:
     return await asyncio.to_thread(query_db, monitor.state_dir / "history.sqlite3", sql, *args)
 
 
@@ -320,11 +239,11 @@ async def test_sigkill_mid_repair_then_restart(setup):
     assert json.dumps(status)  # the whole status still serialises after three starts
 
 
-async def _component_is(monitor: Monitor, name: str, status: str) -> bool:
+async def _component_is(monitor: MonitorProcess, name: str, status: str) -> bool:
     return await monitor.component(name) == status
 
 
-async def _alert_repair(monitor: Monitor, alert: dict, repair: str) -> bool:
+async def _alert_repair(monitor: MonitorProcess, alert: dict, repair: str) -> bool:
     key = f"{alert['fingerprint']}@{alert['startsAt']}"
     rows = await _db(monitor, "SELECT repair FROM alerts WHERE key = ?", key)
     return rows == [(repair,)]

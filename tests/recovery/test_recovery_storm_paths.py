@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import signal
 import sqlite3
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -36,9 +33,8 @@ from exporter.audit import AuditLog
 from exporter.config import AuditConfig
 from recovery.recovery_support import (
     PYTHON,
-    TOKEN,
+    MonitorProcess,
     build_config,
-    free_port,
     make_alert,
     payload,
     query_db,
@@ -99,75 +95,6 @@ def _config(state_dir: Path, tmp_path: Path, closed_port: int):
 # -- the real process, killed right after an answer --------------------------------
 
 
-class _Monitor:
-    """``pipeline-monitor run`` as a child process, as an operator runs it."""
-
-    def __init__(self, tmp_path: Path, config: Path, state_dir: Path) -> None:
-        self.tmp_path, self.config, self.state_dir = tmp_path, config, state_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: asyncio.subprocess.Process | None = None
-        self.starts = 0
-
-    async def start(self) -> None:
-        self.starts += 1
-        log = (self.tmp_path / f"monitor-{self.starts}.log").open("wb")
-        env = {**os.environ, "PIPELINE_STATE_DIR": str(self.state_dir), "PIPELINE_API_TOKEN": TOKEN}
-        self.process = await asyncio.create_subprocess_exec(
-            str(Path(sys.executable).parent / "pipeline-monitor"),
-            "run",
-            "--config",
-            str(self.config),
-            "--port",
-            str(self.port),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            env=env,
-        )
-        log.close()
-
-        async def answers() -> bool:
-            assert self.process is not None
-            if self.process.returncode is not None:
-                raise AssertionError(f"pipeline-monitor exited: {self.log()}")
-            try:
-                async with aiohttp.ClientSession() as session:
-                    async with session.get(self.url + "/healthz") as response:
-                        return response.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        await wait_until(answers, timeout=30, message="pipeline-monitor answers")
-
-    def log(self) -> str:
-        return (self.tmp_path / f"monitor-{self.starts}.log").read_text(errors="replace")[-3000:]
-
-    async def post(self, session: aiohttp.ClientSession, *alerts: dict[str, Any]) -> dict:
-        async with session.post(
-            f"{self.url}/api/alertmanager/webhook",
-            json=payload(*alerts),
-            headers={"Authorization": f"Bearer {TOKEN}"},
-        ) as response:
-            assert response.status == 200, await response.text()
-            return dict(await response.json())
-
-    async def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        assert await self.process.wait() == -signal.SIGKILL
-
-    async def terminate(self) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return await asyncio.wait_for(self.process.wait(), 30)
-
-    async def cleanup(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
-
-
 @pytest.mark.integration
 async def test_sigkill_right_after_the_answer_keeps_new_alerts_and_states(
     tmp_path: Path, state_dir: Path, unused_port: int
@@ -176,7 +103,7 @@ async def test_sigkill_right_after_the_answer_keeps_new_alerts_and_states(
     config_file = tmp_path / "pipeline.yml"
     data = config.model_dump(mode="json", exclude={"state_dir"})
     config_file.write_text(json.dumps(data))  # JSON is YAML
-    monitor = _Monitor(tmp_path, config_file, state_dir)
+    monitor = MonitorProcess(tmp_path, config_file, state_dir)
     db_path = state_dir / "history.sqlite3"
     runs = tmp_path / "runs.log"
     try:
@@ -185,17 +112,17 @@ async def test_sigkill_right_after_the_answer_keeps_new_alerts_and_states(
         counted = make_alert("database", NO_RULE)
         fresh = make_alert("database", NO_RULE)
         async with aiohttp.ClientSession() as session:
-            assert (await monitor.post(session, repaired))["repairs_queued"] == 1
+            assert (await monitor.post_alerts(repaired, session=session))["repairs_queued"] == 1
             # Its repair fails (nothing listens on the port); the retry waits an hour.
             await wait_until(
                 lambda: (_row(db_path, repaired) or ("", ""))[1] == "retry_pending",
                 message="the repair failed and waits for its retry",
             )
-            assert (await monitor.post(session, counted))["new"] == 1
+            assert (await monitor.post_alerts(counted, session=session))["new"] == 1
             for _ in range(3):
-                assert (await monitor.post(session, counted))["duplicates"] == 1
-            assert (await monitor.post(session, resolved(repaired)))["resolved"] == 1
-            assert (await monitor.post(session, fresh))["new"] == 1
+                assert (await monitor.post_alerts(counted, session=session))["duplicates"] == 1
+            assert (await monitor.post_alerts(resolved(repaired), session=session))["resolved"] == 1
+            assert (await monitor.post_alerts(fresh, session=session))["new"] == 1
         await monitor.kill()  # at once: no flusher, no stop() ran after that answer
 
         # Everything the answers confirmed, except repeats' counts, is there.
@@ -211,7 +138,7 @@ async def test_sigkill_right_after_the_answer_keeps_new_alerts_and_states(
 
         await monitor.start()
         async with aiohttp.ClientSession() as session:
-            again = await monitor.post(session, fresh, counted, repaired)
+            again = await monitor.post_alerts(fresh, counted, repaired, session=session)
         # All three are known after the restart: none is new, nothing is queued.
         assert (again["new"], again["duplicates"], again["repairs_queued"]) == (0, 3, 0)
         await asyncio.sleep(1.0)  # a resumed repair would run now
@@ -222,7 +149,7 @@ async def test_sigkill_right_after_the_answer_keeps_new_alerts_and_states(
         assert (_row(db_path, fresh) or (0, 0, 0))[2] == 2
         assert (_row(db_path, counted) or (0, 0, 0))[2] == notifications + 1
     finally:
-        await monitor.cleanup()
+        await monitor.stop()
 
 
 # -- in one process: the repeat counts' window, the HA pair ------------------------------
