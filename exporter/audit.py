@@ -191,8 +191,12 @@ class AuditLog:
         """``style`` picks the seed's rendering of the payload: JSON or key=value.
 
         The fields are copied; they are rendered later, on the writer thread."""
+        self._put(level, event, dict(fields), style)
+
+    def _put(self, level: int, event: str, fields: dict[str, Any], style: str = "json") -> None:
+        """Queue ``fields``, a dict nobody else holds (not copied)."""
         if not self._closed:
-            self._queue.put((time.time(), level, event, dict(fields), style))
+            self._queue.put((time.time(), level, event, fields, style))
 
     def health_check(
         self, component: str, status: str, latency_ms: float, error: str | None
@@ -204,7 +208,7 @@ class AuditLog:
         }
         if error:
             fields["error"] = error
-        self.event(logging.INFO, HEALTH_CHECK, fields)
+        self._put(logging.INFO, HEALTH_CHECK, fields)
 
     def failure_detected(self, component: str, error: str | None) -> None:
         self.event(
@@ -215,15 +219,11 @@ class AuditLog:
         )
 
     def alert_triggered(self, component: str, severity: str, **fields: Any) -> None:
-        self.event(
-            logging.WARNING,
-            ALERT_TRIGGERED,
-            {"component": component, "severity": severity.upper(), **fields},
-            style="kv",
-        )
+        fields = {"component": component, "severity": severity.upper(), **fields}
+        self._put(logging.WARNING, ALERT_TRIGGERED, fields, style="kv")
 
     def alert_resolved(self, component: str, **fields: Any) -> None:
-        self.event(logging.INFO, ALERT_RESOLVED, {"component": component, **fields}, style="kv")
+        self._put(logging.INFO, ALERT_RESOLVED, {"component": component, **fields}, style="kv")
 
     def recovery_attempt(self, fields: Mapping[str, Any]) -> None:
         level = logging.INFO if fields.get("success") else logging.ERROR

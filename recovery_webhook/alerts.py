@@ -9,10 +9,21 @@ validates the bytes straight into plain dicts with every constraint checked in
 its Rust core (types, lengths, the RFC 3339 shape of ``startsAt``); what is left
 for Python is one loop over the alerts for the two checks a schema cannot say
 (``labels`` must hold ``alertname``; ``startsAt`` must be a real date and time).
+
+Most notifications of a storm are repeats: Alertmanager sends a group again
+every ``group_interval``/``repeat_interval`` with the same alerts (it zeroes the
+``endsAt`` of firing ones), the second Alertmanager of an HA pair sends the same
+alerts (the same body, when both have the same external URL), and a sender
+retries after a timeout. Such bodies are byte for byte those of before, so the
+result of validating one is kept, by its bytes, and a repeat costs a dict lookup
+(about 5 µs for 12 KB) instead of a parse (45-100 µs). :data:`PARSED` holds at
+most 512 bodies and 8 MiB; what it returns is shared between notifications, so
+it is read-only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -93,12 +104,64 @@ def severity(alert: Alert) -> str:
     return alert["labels"].get("severity", "warning")
 
 
-def parse_body(body: bytes) -> list[Alert]:
-    """Decode and validate a request body in one pass.
+class ParsedBodies:
+    """Validated payloads by their exact bytes, least recently used first out.
+
+    Bounded by count and by bytes; a body over an eighth of the byte bound is
+    not kept (it would push out many ordinary ones)."""
+
+    def __init__(self, max_bodies: int = 512, max_bytes: int = 8 * 1024 * 1024) -> None:
+        self.max_bodies = max_bodies
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._bodies: dict[bytes, tuple[Alert, ...]] = {}
+
+    def __len__(self) -> int:
+        return len(self._bodies)
+
+    def get(self, body: bytes) -> tuple[Alert, ...] | None:
+        bodies = self._bodies
+        alerts = bodies.pop(body, None)
+        if alerts is not None:
+            bodies[body] = alerts  # now the most recently used
+        return alerts
+
+    def put(self, body: bytes, alerts: tuple[Alert, ...]) -> None:
+        size = len(body)
+        if size > self.max_bytes // 8 or body in self._bodies:
+            return
+        bodies = self._bodies
+        while bodies and (len(bodies) >= self.max_bodies or self.bytes + size > self.max_bytes):
+            oldest = next(iter(bodies))
+            del bodies[oldest]
+            self.bytes -= len(oldest)
+        bodies[body] = alerts
+        self.bytes += size
+
+    def clear(self) -> None:
+        self._bodies.clear()
+        self.bytes = 0
+
+
+PARSED = ParsedBodies()
+
+
+def parse_body(body: bytes) -> Sequence[Alert]:
+    """Decode and validate a request body in one pass; the alerts, read-only.
 
     pydantic-core's JSON parser validates straight from the bytes, with no
-    intermediate objects. Raises BodyNotJSON or PayloadError.
+    intermediate objects; a body seen before is not parsed again (see
+    :class:`ParsedBodies`). Raises BodyNotJSON or PayloadError; a bad body is
+    not kept, so it is refused the same way every time.
     """
+    alerts = PARSED.get(body)
+    if alerts is None:
+        alerts = tuple(_parse(body))
+        PARSED.put(body, alerts)
+    return alerts
+
+
+def _parse(body: bytes) -> list[Alert]:
     try:
         payload = _PAYLOAD.validate_json(body)
     except ValidationError as exc:

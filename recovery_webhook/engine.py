@@ -2,7 +2,8 @@
 
 * An alert instance (fingerprint + startsAt) runs at most one repair, however
   often Alertmanager repeats it and however many Alertmanagers send it.
-* One repair at a time per component; each action under a timeout, then the
+* One repair at a time per component, in the order the alerts came (a queue
+  and one worker task per component); each action under a timeout, then the
   component is re-probed until healthy or a deadline. A failed action hands
   over to the next one.
 * A failed repair of a still-firing alert is retried after ``retry_delay``; a
@@ -18,7 +19,8 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Coroutine
+from collections import deque
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -29,7 +31,7 @@ from exporter.probes.base import describe_error, scrub
 from exporter.state import Transition
 from recovery_webhook.actions import ActionContext, ActionError, build_action
 from recovery_webhook.actions.base import Action
-from recovery_webhook.alerts import Alert, alert_key, severity
+from recovery_webhook.alerts import Alert, alert_key
 from recovery_webhook.config import AppConfig, RecoveryRule
 from recovery_webhook.history import AlertRow, AttemptRow, History
 from recovery_webhook.metrics import RecoveryMetrics
@@ -100,6 +102,13 @@ class RecoveryEngine:
         self._received_firing = self.metrics.alerts_received.labels("firing")
         self._received_resolved = self.metrics.alerts_received.labels("resolved")
         self._locks = {name: asyncio.Lock() for name in config.components}
+        # Repairs waiting for their turn, per component, and the one task that
+        # works through each queue (one repair at a time per component): a storm's
+        # thousand new alerts cost a thousand appends, not a thousand tasks.
+        self._queues: dict[str, deque[tuple[str, str]]] = {
+            name: deque() for name in config.components
+        }
+        self._workers: dict[str, asyncio.Task[None]] = {}
         self._manual: dict[str, dict[str, Any]] = {}
         self._retries: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -154,7 +163,7 @@ class RecoveryEngine:
                 log.info(
                     "resuming the repair of %s (%s) after a restart", row.alertname, row.component
                 )
-                self._spawn(self._repair_alert(row.key, trigger="resume"))
+                self._enqueue(row, "resume")
         self._flusher = asyncio.create_task(self._flush_repeats_forever(), name="repeat-counts")
 
     async def stop(self) -> None:
@@ -163,6 +172,8 @@ class RecoveryEngine:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for queue in self._queues.values():
+            queue.clear()  # still "queued" in history: the next start resumes them
         flusher, self._flusher = self._flusher, None
         if flusher is not None:
             flusher.cancel()
@@ -205,7 +216,12 @@ class RecoveryEngine:
         # The first rule that matches depends only on the name, the component and
         # the labels that rules' matchers name: remembered (a storm asks twice per
         # new alert: at triage and when its repair starts).
-        key = (alertname, component, *[labels.get(k) for k in self._matcher_labels])
+        matcher_labels = self._matcher_labels
+        key = (
+            (alertname, component, *[labels.get(k) for k in matcher_labels])
+            if matcher_labels
+            else (alertname, component)
+        )
         try:
             return self._rules_by_key[key]
         except KeyError:
@@ -228,7 +244,7 @@ class RecoveryEngine:
 
     # -- alerts in ---------------------------------------------------------------
 
-    async def receive(self, alerts: list[Alert]) -> ReceiveResult:
+    async def receive(self, alerts: Sequence[Alert]) -> ReceiveResult:
         """Record the alerts and queue their repairs; return once they are recorded.
 
         What must survive a crash is in SQLite before this returns: a new alert
@@ -301,7 +317,7 @@ class RecoveryEngine:
                 )
                 if repair == "queued":
                     start.append(key)
-                sev = severity(alert)
+                sev = labels.get("severity", "warning")  # alerts.severity(), inlined
                 events.append(
                     (
                         now,
@@ -398,10 +414,35 @@ class RecoveryEngine:
         return ReceiveResult(len(alerts), new, duplicates, resolved, len(start))
 
     def _start_repairs(self, keys: list[str]) -> None:
-        if self._stopping:
-            return  # still "queued" in history: the next start resumes them
+        alerts = self._alerts
         for key in keys:
-            self._spawn(self._repair_alert(key, trigger="alert"))
+            self._enqueue(alerts[key], "alert")
+
+    def _enqueue(self, row: AlertRow, trigger: str) -> None:
+        """Queue the repair of an alert behind those of its component."""
+        if self._stopping:
+            return  # still "queued" in history: the next start resumes it
+        component = row.component
+        assert component is not None
+        self._queues[component].append((row.key, trigger))
+        if component not in self._workers:
+            self._workers[component] = self._spawn(self._work(component))
+
+    async def _work(self, component: str) -> None:
+        """Run the queued repairs of ``component``, in order, until none is left."""
+        queue = self._queues[component]
+        try:
+            while queue:
+                key, trigger = queue.popleft()
+                try:
+                    await self._repair_alert(key, trigger)
+                except Exception:  # the queue goes on: one alert's fault stays its own
+                    log.exception("the repair of alert %s failed unexpectedly", key)
+        finally:
+            # No await between the last look at the queue and this: an alert
+            # queued from now on starts a new worker.
+            if self._workers.get(component) is asyncio.current_task():
+                del self._workers[component]
 
     def _written(self, keys: list[str], written: asyncio.Future[None]) -> None:
         """A write of alerts ended: once committed, they are no longer in flight."""
@@ -554,8 +595,9 @@ class RecoveryEngine:
                 await self._set_repair(key, "resolved")
             raise
         self._retries.pop(key, None)
-        if self._alerts[key].status == "firing":
-            self._spawn(self._repair_alert(key, trigger="retry"))
+        row = self._alerts[key]
+        if row.status == "firing":
+            self._enqueue(row, "retry")
 
     async def recover_now(self, component: str) -> AttemptRow:
         """A repair asked for by a person (API, Python API): runs now or raises."""

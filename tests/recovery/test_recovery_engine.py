@@ -328,3 +328,52 @@ async def test_an_action_that_cannot_succeed_escalates_without_retrying(
     assert line["reason"].startswith("the repair cannot succeed: cannot start /nonexistent")
     await asyncio.sleep(0.6)  # longer than retry_delay: no retry comes
     assert len(await app.attempts()) == 1
+
+
+# Appends "start|end <component> <instance> <time>" around a 0.3 s pause.
+SPAN = (
+    "import os, sys, time\n"
+    "who = os.environ['ALERT_COMPONENT'] + ' ' + os.environ['ALERT_INSTANCE']\n"
+    "open(sys.argv[1], 'a').write(f'start {who} {time.time()}\\n')\n"
+    "time.sleep(0.3)\n"
+    "open(sys.argv[1], 'a').write(f'end {who} {time.time()}\\n')\n"
+)
+
+
+async def test_repairs_of_a_component_run_one_at_a_time_in_arrival_order(
+    app_factory, state_dir, tmp_path, unused_port
+):
+    spans = tmp_path / "spans.log"
+    down = {"probes": [{"type": "tcp", "targets": [f"127.0.0.1:{unused_port}"], "timeout": 0.5}]}
+    action = {"type": "command", "argv": [PYTHON, "-c", SPAN, str(spans)], "verify": False}
+    config = build_config(
+        state_dir,
+        {"database": down, "storage": down},
+        [rule("database", action), rule("storage", action)],
+        recovery={"verify_timeout": 0.05, "max_attempts": 100, "retry_delay": 3600},
+    )
+    app = await app_factory(config)
+    database = [make_alert("database", instance=f"db-{i}") for i in range(4)]
+    storage = make_alert("storage", instance="s3-0")
+    # One notification, then a second one while the first repairs run.
+    assert (await app.post_alerts(*database[:3], storage))["repairs_queued"] == 4
+    assert (await app.post_alerts(database[3]))["repairs_queued"] == 1
+    await _ended(app, 5)
+
+    runs: dict[str, list[tuple[str, float, float]]] = {}
+    started: dict[str, float] = {}
+    for line in spans.read_text().splitlines():
+        edge, component, instance, moment = line.split()
+        if edge == "start":
+            started[instance] = float(moment)
+        else:
+            runs.setdefault(component, []).append((instance, started[instance], float(moment)))
+    # In the order the alerts came, each after the previous one ended.
+    assert [instance for instance, _, _ in runs["database"]] == ["db-0", "db-1", "db-2", "db-3"]
+    for (_, _, ended), (_, start, _) in zip(runs["database"], runs["database"][1:], strict=False):
+        assert start >= ended
+    # Another component's repair ran beside them, not after them.
+    ((_, storage_start, storage_end),) = runs["storage"]
+    assert storage_start < runs["database"][0][2] and storage_end > runs["database"][0][1]
+    attempts = await app.attempts()
+    assert sorted(a["component"] for a in attempts) == ["database"] * 4 + ["storage"]

@@ -41,8 +41,9 @@ from recovery.recovery_support import (
     resolved,
     wait_until,
 )
+from recovery_webhook import alerts as alerts_module
 from recovery_webhook import engine as engine_module
-from recovery_webhook.alerts import PayloadError, parse_body
+from recovery_webhook.alerts import BodyNotJSON, ParsedBodies, PayloadError, parse_body
 from recovery_webhook.history import AlertRow, History
 
 APPEND = "import sys; open(sys.argv[1], 'a').write('ran\\n')"
@@ -396,4 +397,59 @@ def test_the_parser_takes_what_alertmanager_sends() -> None:
     (alert,) = parse_body(body)
     assert alert["startsAt"] == "2024-05-06T10:00:00.123456789+02:00"
     assert alert["labels"]["alertname"] == "PipelineComponentDown"
-    assert parse_body(body) == [alert]  # again, with its startsAt already known
+    # Another body with the same startsAt, which is now known to be a real time.
+    (again,) = parse_body(_body(startsAt=alert["startsAt"], fingerprint="another"))
+    assert again["fingerprint"] == "another"
+    assert again["startsAt"] == alert["startsAt"]
+
+
+# -- the parse cache: a body seen before is not parsed again ------------------------------
+
+
+@pytest.mark.unit
+def test_a_repeated_body_is_validated_once_and_shared() -> None:
+    fingerprint = uuid.uuid4().hex[:16]
+    body = _body(fingerprint=fingerprint)
+    first = parse_body(body)
+    assert isinstance(first, tuple)  # shared between notifications: read-only
+    # The bytes of another request (a new object, as aiohttp reads each body).
+    assert parse_body(bytes(bytearray(body))) is first
+    # One byte different is another body, parsed on its own.
+    changed = body.replace(fingerprint.encode(), fingerprint[:-1].encode() + b"x")
+    assert parse_body(changed) is not first
+    assert parse_body(changed)[0]["fingerprint"] == fingerprint[:-1] + "x"
+
+
+@pytest.mark.unit
+def test_a_bad_body_is_refused_every_time_and_never_kept() -> None:
+    bad = _body(startsAt="2024-02-30T10:00:00Z")
+    kept = len(alerts_module.PARSED)
+    for _ in range(2):
+        with pytest.raises(PayloadError):
+            parse_body(bad)
+        with pytest.raises(BodyNotJSON):
+            parse_body(b"{not json")
+    assert len(alerts_module.PARSED) == kept
+
+
+@pytest.mark.unit
+def test_the_parse_cache_is_bounded_by_bodies_and_bytes() -> None:
+    cache = ParsedBodies(max_bodies=3, max_bytes=800)
+    bodies = [bytes([65 + i]) * 100 for i in range(5)]
+    for body in bodies[:3]:
+        cache.put(body, ())
+    assert cache.get(bodies[0]) == ()  # now the most recently used
+    cache.put(bodies[3], ())  # pushes out the least recently used: bodies[1]
+    assert cache.get(bodies[1]) is None
+    assert cache.get(bodies[0]) == () and cache.get(bodies[2]) == ()
+    assert len(cache) == 3 and cache.bytes == 300
+    cache.put(b"x" * 101, ())  # over an eighth of the byte bound: not kept
+    assert cache.get(b"x" * 101) is None and len(cache) == 3
+    big = ParsedBodies(max_bodies=100, max_bytes=800)
+    for body in bodies:
+        big.put(body, ())
+    for body in [bytes([75 + i]) * 100 for i in range(5)]:
+        big.put(body, ())
+    assert big.bytes <= 800 and len(big) == 8
+    cache.clear()
+    assert len(cache) == 0 and cache.bytes == 0
