@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 
 import pytest
@@ -194,3 +195,31 @@ def _alive(pid: int) -> bool:
         return False
     with open(f"/proc/{pid}/stat") as handle:  # a zombie is not alive
         return handle.read().split(") ", 1)[1][0] != "Z"
+
+
+_WATCHER_PROBE = """
+import asyncio, sys, threading
+from recovery_webhook.app import watch_children_with_pidfds
+
+async def main():
+    assert watch_children_with_pidfds()
+    before = threading.active_count()
+    child = await asyncio.create_subprocess_exec("true")
+    threads = threading.active_count() - before
+    assert await child.wait() == 0
+    if sys.version_info < (3, 12):
+        print(type(asyncio.get_child_watcher()).__name__, threads)
+    else:
+        print("PidfdChildWatcher", threads)
+
+asyncio.run(main())
+"""
+
+
+def test_the_service_waits_for_repair_commands_without_a_thread_each() -> None:
+    # In a process of its own: the child watcher is the process's, not the loop's.
+    result = subprocess.run(
+        [sys.executable, "-c", _WATCHER_PROBE], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["PidfdChildWatcher", "0"]
