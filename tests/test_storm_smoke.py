@@ -54,3 +54,24 @@ def test_quick_storm_prints_every_figure() -> None:
     ), out
     assert re.search(r"^  every alert recorded: OK$", out, re.M), out
     assert re.search(r"^  exactly one repair per distinct alert: OK$", out, re.M), out
+
+
+@pytest.mark.timeout(90)
+def test_several_runs_print_each_run_and_the_medians() -> None:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--notifications", "20", "--alerts", "200", "--runs", "2"],
+        capture_output=True,
+        text=True,
+        timeout=80,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert re.search(r"^run 1 of 2:$", out, re.M) and re.search(r"^run 2 of 2:$", out, re.M), out
+    assert out.count("deliveries counted 200/200") == 2, out
+    assert re.search(rf"^  throughput ratio {NUMBER} \({NUMBER}-{NUMBER}\)$", out, re.M), (
+        f"no median line:\n{out}"
+    )
+    assert re.search(
+        rf"^  p99 under 50 ms: {NUMBER} ms \(median of the runs\)  (OK|MISSED)$", out, re.M
+    ), out
+    assert re.search(r"^  every alert recorded: OK \(every run\)$", out, re.M), out
