@@ -31,7 +31,7 @@ from exporter.probes.base import describe_error, scrub
 from exporter.state import Transition
 from recovery_webhook.actions import ActionContext, ActionError, build_action
 from recovery_webhook.actions.base import Action
-from recovery_webhook.alerts import Alert, alert_key
+from recovery_webhook.alerts import Alert, alert_key, severity
 from recovery_webhook.config import AppConfig, RecoveryRule
 from recovery_webhook.history import AlertRow, AttemptRow, History
 from recovery_webhook.metrics import RecoveryMetrics
@@ -216,12 +216,7 @@ class RecoveryEngine:
         # The first rule that matches depends only on the name, the component and
         # the labels that rules' matchers name: remembered (a storm asks twice per
         # new alert: at triage and when its repair starts).
-        matcher_labels = self._matcher_labels
-        key = (
-            (alertname, component, *[labels.get(k) for k in matcher_labels])
-            if matcher_labels
-            else (alertname, component)
-        )
+        key = (alertname, component, *[labels.get(k) for k in self._matcher_labels])
         try:
             return self._rules_by_key[key]
         except KeyError:
@@ -317,7 +312,7 @@ class RecoveryEngine:
                 )
                 if repair == "queued":
                     start.append(key)
-                sev = labels.get("severity", "warning")  # alerts.severity(), inlined
+                sev = severity(alert)
                 events.append(
                     (
                         now,
