@@ -9,7 +9,9 @@ The audit trail is its own record, apart from the service's log: each AuditLog
 owns its writer thread, its stream and its rotating file. A call only queues the
 event (an alert storm writes one ALERT_TRIGGERED line per new alert from the event
 loop); the writer renders the lines in order and writes them in batches, so a
-slow disk never stalls a probe or a webhook answer.
+slow disk never stalls a probe or a webhook answer. A burst of events is held
+back until it ends, for at most 0.2 s, so that rendering it does not compete
+with the event loop while the loop is busiest.
 """
 
 from __future__ import annotations
@@ -46,6 +48,15 @@ _LEVELS = {
     logging.CRITICAL: "CRITICAL",
 }
 _BATCH = 512
+# A burst: this many events queued by the time the writer looks. While one goes
+# on (an alert storm's new alerts, queued by the event loop as it records them),
+# the writer looks again every _BURST_PAUSE until no more come, and for at most
+# _BURST_HOLD, before it renders anything: rendering takes the GIL, which the
+# event loop needs to answer the storm's notifications. The lines carry the
+# times of their events, whenever they are written.
+_BURST = 64
+_BURST_PAUSE = 0.02
+_BURST_HOLD = 0.2
 _dumps = json.JSONEncoder(default=str, ensure_ascii=False).encode
 
 # (time, level, event, fields, style); None stops the writer.
@@ -54,9 +65,10 @@ _Event = tuple[float, int, str, dict[str, Any], str]
 
 def _kv(fields: Mapping[str, Any]) -> str:
     """The seed's ``key=value, key=value``; line breaks escaped: one event, one line."""
-    return ", ".join(
-        f"{key}={value}".replace("\r", "\\r").replace("\n", "\\n") for key, value in fields.items()
-    )
+    text = ", ".join([f"{key}={value}" for key, value in fields.items()])
+    if "\n" in text or "\r" in text:  # rare: looked for once, not field by field
+        text = text.replace("\r", "\\r").replace("\n", "\\n")
+    return text
 
 
 class _Renderer:
@@ -97,6 +109,12 @@ class _RotatingFile:
         self._size = self._file.tell()
 
     def write(self, lines: list[str]) -> None:
+        data = "".join(lines).encode("utf-8")
+        if not self._rolls or self._size + len(data) <= self.max_bytes:  # fits: one write
+            self._file.write(data)
+            self._size += len(data)
+            self._file.flush()
+            return
         for line in lines:
             data = line.encode("utf-8")
             if self._should_roll(len(data)):
@@ -105,13 +123,12 @@ class _RotatingFile:
             self._size += len(data)
         self._file.flush()
 
+    @property
+    def _rolls(self) -> bool:
+        return self.max_bytes > 0 and self.backup_count > 0
+
     def _should_roll(self, incoming: int) -> bool:
-        return (
-            self.max_bytes > 0
-            and self.backup_count > 0
-            and self._size > 0
-            and self._size + incoming > self.max_bytes
-        )
+        return self._rolls and self._size > 0 and self._size + incoming > self.max_bytes
 
     def _roll(self) -> None:
         self._file.close()
@@ -159,15 +176,28 @@ class AuditLog:
     def _write_forever(self) -> None:
         while True:
             batch = [self._queue.get()]
-            while len(batch) < _BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            events = [e for e in batch if e is not None]
-            if events:
-                self._write([self._renderer.line(e) + "\n" for e in events])
-            if None in batch:
+            self._take(batch, _BATCH)
+            if len(batch) >= _BURST and batch[-1] is not None:
+                until = time.monotonic() + _BURST_HOLD
+                while time.monotonic() < until:
+                    time.sleep(_BURST_PAUSE)
+                    seen = len(batch)
+                    self._take(batch, seen + _BATCH)
+                    if len(batch) == seen or batch[-1] is None:
+                        break
+            for start in range(0, len(batch), _BATCH):
+                events = [e for e in batch[start : start + _BATCH] if e is not None]
+                if events:
+                    self._write([self._renderer.line(e) + "\n" for e in events])
+            if batch[-1] is None:
+                return
+
+    def _take(self, batch: list[_Event | None], limit: int) -> None:
+        """Add what is queued to ``batch``, up to ``limit`` events or the stop."""
+        while len(batch) < limit and batch[-1] is not None:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
                 return
 
     def _write(self, lines: list[str]) -> None:

@@ -50,6 +50,8 @@ _FORGET_EVERY = 60.0
 # Repeats of a known alert are counted in memory and written this often (and at
 # stop): a crash loses at most these last seconds of delivery counts.
 REPEAT_FLUSH_INTERVAL = 0.5
+# New repairs wait while notifications are still being recorded, at most this long.
+REPAIR_HOLD = 0.1
 
 
 class RepairInProgress(Exception):
@@ -109,6 +111,12 @@ class RecoveryEngine:
             name: deque() for name in config.components
         }
         self._workers: dict[str, asyncio.Task[None]] = {}
+        # Notifications waiting for their alerts to commit, and the repairs they
+        # queued that wait for intake to go quiet (see receive()).
+        self._recording = 0
+        self._held: list[str] = []
+        self._hold_timer: asyncio.Handle | None = None
+        self.repair_hold = REPAIR_HOLD
         self._manual: dict[str, dict[str, Any]] = {}
         self._retries: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -168,6 +176,9 @@ class RecoveryEngine:
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()  # still "queued" in history: resumed at start
+            self._hold_timer = None
         tasks = [*self._tasks, *self._retries.values()]
         for task in tasks:
             task.cancel()
@@ -397,18 +408,41 @@ class RecoveryEngine:
         if self._flusher is None and self._unflushed:
             # Not started, or stopped: no flusher will come, write the counts now.
             waits.append(self._submit_repeats())
-        for waiting in waits:
-            # Shielded: a cancelled request must not cancel a write that other
-            # notifications wait for too.
-            await asyncio.shield(waiting)
-        if start:
-            # Right after this answer is on its way, not before: in a storm, the
-            # notifications of a group commit all resume here at once.
-            asyncio.get_running_loop().call_soon(self._start_repairs, start)
+        self._recording += 1
+        try:
+            for waiting in waits:
+                # Shielded: a cancelled request must not cancel a write that other
+                # notifications wait for too.
+                await asyncio.shield(waiting)
+            self._held += start
+        finally:
+            self._recording -= 1
+            self._release_held()
         self._forget_old(now)
         return ReceiveResult(len(alerts), new, duplicates, resolved, len(start))
 
-    def _start_repairs(self, keys: list[str]) -> None:
+    def _release_held(self) -> None:
+        """Start the held repairs once no notification waits for its alerts to
+        commit, or at the latest ``repair_hold`` seconds after they were held.
+
+        An alert storm's first notifications all commit within milliseconds of
+        one another: answering them comes first (Alertmanager waits for each
+        answer, and resends on a timeout), then the repairs, whose start-up (a
+        history write each, a process for a ``command``) would otherwise compete
+        with the answers still to come. Always after this answer is on its way."""
+        if not self._held:
+            return
+        loop = asyncio.get_running_loop()
+        if self._recording == 0:
+            if self._hold_timer is not None:
+                self._hold_timer.cancel()
+            self._hold_timer = loop.call_soon(self._start_held)
+        elif self._hold_timer is None:
+            self._hold_timer = loop.call_later(self.repair_hold, self._start_held)
+
+    def _start_held(self) -> None:
+        self._hold_timer = None
+        keys, self._held = self._held, []
         alerts = self._alerts
         for key in keys:
             self._enqueue(alerts[key], "alert")

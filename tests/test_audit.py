@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import StandinService
+from helpers import StandinService, wait_until_sync
 
 from exporter.audit import LOGGER_NAME, AuditLog
 from exporter.config import AuditConfig, MonitorConfig, load_config
@@ -217,3 +217,26 @@ def test_audit_lines_do_not_reach_the_root_logger(tmp_path: Path) -> None:
         logging.getLogger().removeHandler(root)
     assert not [m for m in root.messages if "HEALTH_CHECK" in m]
     assert "HEALTH_CHECK" in (tmp_path / "a.log").read_text()
+
+
+@pytest.mark.unit
+def test_a_lone_event_is_written_at_once_and_a_burst_in_full(tmp_path: Path) -> None:
+    """The writer holds a burst back until it ends (at most a fraction of a second),
+    never a lone event, and a burst comes out whole and in order without a close."""
+    audit_file = tmp_path / "audit.log"
+    audit = AuditLog(AuditConfig(file=audit_file), stream=False)
+    try:
+        audit.alert_triggered("database", "critical", alertname="Lone", fingerprint="f")
+        wait_until_sync(
+            lambda: "alertname=Lone" in audit_file.read_text(), timeout=1, message="lone line"
+        )
+        for i in range(2000):
+            audit.alert_triggered("queue", "warning", alertname="Burst", fingerprint=f"f{i}")
+
+        def burst() -> list[str]:
+            return [line for line in audit_file.read_text().splitlines() if "Burst" in line]
+
+        wait_until_sync(lambda: len(burst()) == 2000, timeout=5, message="the whole burst")
+        assert [line.rsplit("=", 1)[1] for line in burst()] == [f"f{i}" for i in range(2000)]
+    finally:
+        audit.close()

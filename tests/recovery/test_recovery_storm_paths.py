@@ -9,6 +9,8 @@
   at most the repeats' delivery counts of that last interval, nothing else.
 * A repeat whose alert's first write has not committed yet (the second
   Alertmanager of an HA pair) is answered only after that write.
+* Answers before repairs: queued repairs start once no notification waits for
+  its write, or after ``repair_hold`` at the latest.
 * History's group commit: calls queued together run in one transaction, in
   order; one that fails fails alone.
 * The audit log's queued events and LogRecords write the same lines, in order.
@@ -65,6 +67,12 @@ def _row(db_path: Path, alert: dict[str, Any]) -> tuple[Any, ...] | None:
         _key(alert),
     )
     return rows[0] if rows else None
+
+
+def _runs(tmp_path: Path) -> int:
+    """How many times the rule's command ran."""
+    runs = tmp_path / "runs.log"
+    return runs.read_text().count("ran") if runs.exists() else 0
 
 
 def _config(state_dir: Path, tmp_path: Path, closed_port: int):
@@ -201,15 +209,18 @@ async def test_the_flusher_writes_repeats_within_its_interval(
     )
 
 
-def _hold_alert_writes(history: History) -> asyncio.Event:
-    """Alert writes of ``history`` commit, but say so only once the event is set."""
+def _hold_alert_writes(history: History) -> list[asyncio.Event]:
+    """Alert writes of ``history`` commit, but each says so only once its own
+    event, added to the list as the write is submitted, is set."""
     loop = asyncio.get_running_loop()
-    gate = asyncio.Event()
+    gates: list[asyncio.Event] = []
     submit = history.submit_alerts
 
     def held(rows: Any, events: Any) -> asyncio.Future[None]:
         inner = submit(rows, events)
         outer: asyncio.Future[None] = loop.create_future()
+        gate = asyncio.Event()
+        gates.append(gate)
 
         async def release() -> None:
             await gate.wait()
@@ -219,7 +230,7 @@ def _hold_alert_writes(history: History) -> asyncio.Event:
         return outer
 
     history.submit_alerts = held  # type: ignore[method-assign]
-    return gate
+    return gates
 
 
 @pytest.mark.integration
@@ -230,7 +241,7 @@ async def test_new_alerts_and_resolutions_wait_for_their_write_repeats_do_not(
     engine = app.service.engine
     known, other = make_alert("database", NO_RULE), make_alert("database", NO_RULE)
     await app.post_alerts(known, other)
-    gate = _hold_alert_writes(app.service.history)
+    gates = _hold_alert_writes(app.service.history)
 
     new = asyncio.ensure_future(engine.receive(_parse(payload(make_alert("database")))))
     ending = asyncio.ensure_future(engine.receive(_parse(payload(resolved(known)))))
@@ -239,7 +250,9 @@ async def test_new_alerts_and_resolutions_wait_for_their_write_repeats_do_not(
     # A pure repeat of a recorded alert, in its state, is only counted: answered now.
     result = await asyncio.wait_for(engine.receive(_parse(payload(other))), timeout=0.5)
     assert (result.new, result.duplicates) == (0, 1)
-    gate.set()
+    assert len(gates) == 2
+    for gate in gates:
+        gate.set()
     assert (await new).new == 1 and (await ending).resolved == 1
 
 
@@ -251,15 +264,60 @@ async def test_a_repeat_is_answered_only_after_its_alerts_first_write(
     and must not be answered before the first one's write has committed."""
     app = await app_factory(_config(state_dir, tmp_path, unused_port))
     engine = app.service.engine
-    gate = _hold_alert_writes(app.service.history)
+    gates = _hold_alert_writes(app.service.history)
     alerts = _parse(payload(make_alert("database", NO_RULE)))
     first = asyncio.ensure_future(engine.receive(alerts))
     second = asyncio.ensure_future(engine.receive(_parse(payload(*alerts))))
     await asyncio.sleep(0.2)
     assert not first.done() and not second.done()
+    (gate,) = gates  # the repeat wrote nothing: it waits for the first write
     gate.set()
     one, two = await asyncio.gather(first, second)
     assert (one.new, one.duplicates, two.new, two.duplicates) == (1, 0, 0, 1)
+
+
+@pytest.mark.integration
+async def test_repairs_start_once_no_notification_waits_for_its_write(
+    app_factory, state_dir: Path, tmp_path: Path, unused_port: int
+) -> None:
+    """Answers first: the repair a committed notification queued waits while
+    another notification's alerts are still being written, then starts."""
+    app = await app_factory(_config(state_dir, tmp_path, unused_port))
+    engine = app.service.engine
+    engine.repair_hold = 3600  # only the end of intake can start it
+    gates = _hold_alert_writes(app.service.history)
+    first = asyncio.ensure_future(engine.receive(_parse(payload(make_alert("database")))))
+    second = asyncio.ensure_future(engine.receive(_parse(payload(make_alert("database")))))
+    await wait_until(lambda: len(gates) == 2, timeout=2, message="both writes submitted")
+    gates[0].set()
+    assert (await asyncio.wait_for(first, timeout=2)).repairs_queued == 1
+    await asyncio.sleep(0.3)
+    assert not second.done()
+    assert await app.attempts() == [] and _runs(tmp_path) == 0
+    gates[1].set()
+    assert (await asyncio.wait_for(second, timeout=2)).repairs_queued == 1
+    await wait_until(
+        lambda: _runs(tmp_path) == 2, timeout=10, message="both held repairs start and run"
+    )
+
+
+@pytest.mark.integration
+async def test_held_repairs_start_after_repair_hold_even_while_intake_goes_on(
+    app_factory, state_dir: Path, tmp_path: Path, unused_port: int
+) -> None:
+    app = await app_factory(_config(state_dir, tmp_path, unused_port))
+    engine = app.service.engine
+    engine.repair_hold = 0.2
+    gates = _hold_alert_writes(app.service.history)
+    first = asyncio.ensure_future(engine.receive(_parse(payload(make_alert("database")))))
+    stuck = asyncio.ensure_future(engine.receive(_parse(payload(make_alert("database")))))
+    await wait_until(lambda: len(gates) == 2, timeout=2, message="both writes submitted")
+    gates[0].set()
+    await asyncio.wait_for(first, timeout=2)
+    await wait_until(lambda: _runs(tmp_path) == 1, timeout=5, message="the first repair runs")
+    assert not stuck.done()
+    gates[1].set()
+    await asyncio.wait_for(stuck, timeout=2)
 
 
 # -- history: group commit ---------------------------------------------------------------
