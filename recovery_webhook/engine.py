@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -580,9 +581,9 @@ class RecoveryEngine:
                     )
                     await self._set_repair(key, "not_needed")
                     return
-            await self._set_repair(key, "running")
-            # With no actions this records the failed attempt (an attempt_id for
-            # people to quote) and escalation follows at once.
+            # Marks the alert's repair running. With no actions this records the
+            # failed attempt (an attempt_id for people to quote) and escalation
+            # follows at once.
             attempt = await self._attempt(component, rule, trigger, row)
             if attempt.status in ("success", "dry_run"):
                 await self._set_repair(
@@ -645,10 +646,17 @@ class RecoveryEngine:
     async def _attempt(
         self, component: str, rule: RecoveryRule | None, trigger: str, alert: AlertRow | None
     ) -> AttemptRow:
-        attempt_id = await self._new_attempt_id(component)
+        async def start(row: AttemptRow) -> AttemptRow:
+            # One transaction: the attempt, under a free id, and its alert's state.
+            if alert is not None:
+                alert.repair = "running"
+            return await self.history.start_attempt(
+                row, _attempt_ids(component), alert.key if alert else None
+            )
+
         actions = [build_action(c) for c in (rule.actions if rule else [])]
         row = AttemptRow(
-            attempt_id,
+            "",  # the first free one of _attempt_ids(), given by start()
             component,
             alert.key if alert else None,
             alert.alertname if alert else MANUAL_ALERTNAME,
@@ -667,8 +675,7 @@ class RecoveryEngine:
                 status="failure",
                 error=f"no automatic repair is configured for {component}; manual steps: {steps}",
             )
-            await self.history.save_attempt(row)
-            return await self._finish(row)
+            return await self._finish(await start(row))
         if self.settings.dry_run:
             planned = [
                 {
@@ -686,10 +693,9 @@ class RecoveryEngine:
                 "DRY RUN: would repair %s with %s", component, ", ".join(a.name for a in actions)
             )
             row = replace(row, ended_at=time.time(), status="dry_run", actions=planned)
-            await self.history.save_attempt(row)
-            return await self._finish(row)
+            return await self._finish(await start(row))
 
-        await self.history.save_attempt(row)  # a crash from here on leaves it "running"
+        row = await start(row)  # a crash from here on leaves it "running"
         self.metrics.in_progress.labels(component).set(1)
         outcomes: list[dict[str, Any]] = []
         success = False
@@ -725,18 +731,17 @@ class RecoveryEngine:
                 error="the monitor stopped during this repair",
                 actions=outcomes,
             )
-            await asyncio.shield(self.history.save_attempt(row))
             await asyncio.shield(self._finish(row))
             raise
         finally:
             self.metrics.in_progress.labels(component).set(0)
-        await self.history.save_attempt(row)
         return await self._finish(row)
 
     async def _finish(self, row: AttemptRow) -> AttemptRow:
+        """Store the attempt's end and its event; tell the audit log."""
         self._last_attempt[row.component] = row
         payload = row.as_json()
-        await self.history.add_event("recovery_attempt", row.component, payload, ts=row.ended_at)
+        await self.history.end_attempt(row)
         self.audit.recovery_attempt(
             {
                 "attempt_id": row.attempt_id,
@@ -751,12 +756,6 @@ class RecoveryEngine:
             }
         )
         return row
-
-    async def _new_attempt_id(self, component: str) -> str:
-        stamp = int(time.time() * 1000)
-        while await self.history.attempt_id_taken(f"{component}_{stamp}"):
-            stamp += 1
-        return f"{component}_{stamp}"
 
     async def _run_action(
         self, component: str, action: Action, alert: AlertRow | None
@@ -867,3 +866,9 @@ class RecoveryEngine:
 def _log_crash(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("recovery task failed", exc_info=task.exception())
+
+
+def _attempt_ids(component: str) -> Iterator[str]:
+    """Attempt ids to pick from, first free one wins: the component and the time
+    in milliseconds, counting up from now."""
+    return (f"{component}_{stamp}" for stamp in itertools.count(int(time.time() * 1000)))

@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -202,6 +202,26 @@ class AttemptRow:
             ),
             "actions": self.actions,
         }
+
+
+def _save_attempt(db: sqlite3.Connection, attempt: AttemptRow) -> None:
+    db.execute(
+        "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (attempt_id) DO UPDATE SET ended_at = excluded.ended_at,"
+        " status = excluded.status, error = excluded.error, actions = excluded.actions",
+        (
+            attempt.attempt_id,
+            attempt.component,
+            attempt.alert_key,
+            attempt.alertname,
+            attempt.trigger,
+            attempt.started_at,
+            attempt.ended_at,
+            attempt.status,
+            attempt.error,
+            json.dumps(attempt.actions, default=str),
+        ),
+    )
 
 
 def _attempt_row(r: Sequence[Any]) -> AttemptRow:
@@ -487,35 +507,41 @@ class History:
 
     # -- attempts ----------------------------------------------------------------
 
-    async def save_attempt(self, attempt: AttemptRow) -> None:
-        row = (
-            attempt.attempt_id,
-            attempt.component,
-            attempt.alert_key,
-            attempt.alertname,
-            attempt.trigger,
-            attempt.started_at,
-            attempt.ended_at,
-            attempt.status,
-            attempt.error,
-            json.dumps(attempt.actions, default=str),
-        )
-        await self._run(
-            lambda db: db.execute(
-                "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (attempt_id) DO UPDATE SET ended_at = excluded.ended_at,"
-                " status = excluded.status, error = excluded.error, actions = excluded.actions",
-                row,
-            )
-        )
+    async def start_attempt(
+        self, attempt: AttemptRow, ids: Iterable[str], alert_key: str | None = None
+    ) -> AttemptRow:
+        """Store a new attempt under the first of ``ids`` that no attempt has, and
+        mark the repair of the alert ``alert_key`` (if any) running, in one
+        transaction; the attempt as stored, with that id."""
 
-    async def attempt_id_taken(self, attempt_id: str) -> bool:
-        return await self._run(
-            lambda db: (
-                db.execute("SELECT 1 FROM attempts WHERE attempt_id = ?", (attempt_id,)).fetchone()
-                is not None
+        def write(db: sqlite3.Connection) -> AttemptRow:
+            taken = "SELECT 1 FROM attempts WHERE attempt_id = ?"
+            attempt_id = next(i for i in ids if db.execute(taken, (i,)).fetchone() is None)
+            row = replace(attempt, attempt_id=attempt_id)
+            _save_attempt(db, row)
+            if alert_key is not None:
+                db.execute("UPDATE alerts SET repair = 'running' WHERE key = ?", (alert_key,))
+            return row
+
+        return await self._run(write)
+
+    async def save_attempt(self, attempt: AttemptRow) -> None:
+        """Store how far an attempt has got."""
+        await self._run(lambda db: _save_attempt(db, attempt))
+
+    async def end_attempt(self, attempt: AttemptRow) -> None:
+        """Store an attempt's end and its ``recovery_attempt`` event, in one
+        transaction."""
+        event = _encode_json(attempt.as_json())
+
+        def write(db: sqlite3.Connection) -> None:
+            _save_attempt(db, attempt)
+            db.execute(
+                "INSERT INTO events (ts, kind, component, data) VALUES (?, ?, ?, ?)",
+                (attempt.ended_at, "recovery_attempt", attempt.component, event),
             )
-        )
+
+        await self._run(write)
 
     async def mark_interrupted(self, now: float) -> list[AttemptRow]:
         """Attempts left ``running`` by a process that died: mark them interrupted."""

@@ -25,6 +25,7 @@ import re
 import sqlite3
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ from recovery.recovery_support import (
 from recovery_webhook import alerts as alerts_module
 from recovery_webhook import engine as engine_module
 from recovery_webhook.alerts import BodyNotJSON, ParsedBodies, PayloadError, parse_body
-from recovery_webhook.history import AlertRow, History
+from recovery_webhook.history import AlertRow, AttemptRow, History
 
 APPEND = "import sys; open(sys.argv[1], 'a').write('ran\\n')"
 NO_RULE = "StormPathsNoRule"
@@ -374,6 +375,36 @@ async def test_history_group_commit_keeps_order_and_fails_a_call_alone(tmp_path:
         events = await history.events(100, kinds=["alert"])
         assert sorted(e["i"] for e in events) == list(range(70))
         assert events[0]["path"] == str(tmp_path)
+    finally:
+        await history.close()
+
+
+@pytest.mark.unit
+async def test_an_attempt_starts_and_ends_in_one_transaction_each(tmp_path: Path) -> None:
+    """A repair's first write takes a free id and marks its alert running; its
+    last stores the end and the feed's event."""
+    history = History(tmp_path / "history.sqlite3", retention=86400)
+    await history.open()
+    try:
+        await history.submit_alerts([_alert_row("k")], [])
+        ids = [f"database_{stamp}" for stamp in range(1000, 1010)]
+        first = AttemptRow("", "database", "k", "A", "alert", 1.0, None, "running", None, [])
+        one = await history.start_attempt(first, iter(ids), "k")
+        two = await history.start_attempt(first, iter(ids), None)  # the same moment
+        assert (one.attempt_id, two.attempt_id) == ("database_1000", "database_1001")
+        assert (await history.load_alerts(0))[0].repair == "running"
+        assert await history.events(10, kinds=["recovery_attempt"]) == []
+        ended = replace(one, ended_at=2.5, status="failure", error="still down")
+        await history.end_attempt(ended)
+        (event,) = await history.events(10, kinds=["recovery_attempt"])
+        assert (event["attempt_id"], event["status"], event["duration_ms"]) == (
+            "database_1000",
+            "failure",
+            1500.0,
+        )
+        stored = {a.attempt_id: a for a in await history.attempts(10)}
+        assert stored["database_1000"].status == "failure"
+        assert stored["database_1001"].status == "running"
     finally:
         await history.close()
 
