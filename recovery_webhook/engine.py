@@ -51,8 +51,11 @@ _FORGET_EVERY = 60.0
 # Repeats of a known alert are counted in memory and written this often (and at
 # stop): a crash loses at most these last seconds of delivery counts.
 REPEAT_FLUSH_INTERVAL = 0.5
-# New repairs wait while notifications are still being recorded, at most this long.
-REPAIR_HOLD = 0.1
+# Intake before repair: a repair starts once no notification has come for
+# REPAIR_LULL seconds and none waits for its alerts to be written, or after
+# REPAIR_HOLD seconds of waiting for that (see RecoveryEngine._intake_lull).
+REPAIR_LULL = 0.02
+REPAIR_HOLD = 1.0
 
 
 class RepairInProgress(Exception):
@@ -112,11 +115,10 @@ class RecoveryEngine:
             name: deque() for name in config.components
         }
         self._workers: dict[str, asyncio.Task[None]] = {}
-        # Notifications waiting for their alerts to commit, and the repairs they
-        # queued that wait for intake to go quiet (see receive()).
+        # Intake, as repairs see it: when the last notification came (loop time),
+        # and how many wait for their alerts to be written.
+        self._last_intake = 0.0
         self._recording = 0
-        self._held: list[str] = []
-        self._hold_timer: asyncio.Handle | None = None
         self.repair_hold = REPAIR_HOLD
         self._manual: dict[str, dict[str, Any]] = {}
         self._retries: dict[str, asyncio.Task[None]] = {}
@@ -177,9 +179,6 @@ class RecoveryEngine:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._hold_timer is not None:
-            self._hold_timer.cancel()  # still "queued" in history: resumed at start
-            self._hold_timer = None
         tasks = [*self._tasks, *self._retries.values()]
         for task in tasks:
             task.cancel()
@@ -409,41 +408,22 @@ class RecoveryEngine:
         if self._flusher is None and self._unflushed:
             # Not started, or stopped: no flusher will come, write the counts now.
             waits.append(self._submit_repeats())
+        self._last_intake = asyncio.get_running_loop().time()
         self._recording += 1
         try:
             for waiting in waits:
                 # Shielded: a cancelled request must not cancel a write that other
                 # notifications wait for too.
                 await asyncio.shield(waiting)
-            self._held += start
         finally:
             self._recording -= 1
-            self._release_held()
+        if start:
+            # Right after this answer is on its way, not before.
+            asyncio.get_running_loop().call_soon(self._start_repairs, start)
         self._forget_old(now)
         return ReceiveResult(len(alerts), new, duplicates, resolved, len(start))
 
-    def _release_held(self) -> None:
-        """Start the held repairs once no notification waits for its alerts to
-        commit, or at the latest ``repair_hold`` seconds after they were held.
-
-        An alert storm's first notifications all commit within milliseconds of
-        one another: answering them comes first (Alertmanager waits for each
-        answer, and resends on a timeout), then the repairs, whose start-up (a
-        history write each, a process for a ``command``) would otherwise compete
-        with the answers still to come. Always after this answer is on its way."""
-        if not self._held:
-            return
-        loop = asyncio.get_running_loop()
-        if self._recording == 0:
-            if self._hold_timer is not None:
-                self._hold_timer.cancel()
-            self._hold_timer = loop.call_soon(self._start_held)
-        elif self._hold_timer is None:
-            self._hold_timer = loop.call_later(self.repair_hold, self._start_held)
-
-    def _start_held(self) -> None:
-        self._hold_timer = None
-        keys, self._held = self._held, []
+    def _start_repairs(self, keys: list[str]) -> None:
         alerts = self._alerts
         for key in keys:
             self._enqueue(alerts[key], "alert")
@@ -463,6 +443,9 @@ class RecoveryEngine:
         queue = self._queues[component]
         try:
             while queue:
+                await self._intake_lull()
+                if not queue:  # emptied by stop() meanwhile
+                    break
                 key, trigger = queue.popleft()
                 try:
                     await self._repair_alert(key, trigger)
@@ -473,6 +456,25 @@ class RecoveryEngine:
             # queued from now on starts a new worker.
             if self._workers.get(component) is asyncio.current_task():
                 del self._workers[component]
+
+    async def _intake_lull(self) -> None:
+        """Wait, at most ``repair_hold`` seconds, until no notification has come
+        for REPAIR_LULL seconds and none waits for its alerts to be written.
+
+        Intake before repair: while an alert storm's notifications come in, the
+        event loop answers them first (Alertmanager waits for each answer, and
+        resends on a timeout); a repair's start-up (history writes, probes, a
+        process for a ``command``) would compete with them. Outside a storm this
+        costs a repair REPAIR_LULL seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.repair_hold
+        while True:
+            now = loop.time()
+            quiet = self._last_intake + REPAIR_LULL - now
+            wait = max(quiet, REPAIR_LULL if self._recording else 0.0)
+            if wait <= 0 or now >= deadline:
+                return
+            await asyncio.sleep(min(wait, deadline - now))
 
     def _written(self, keys: list[str], written: asyncio.Future[None]) -> None:
         """A write of alerts ended: once committed, they are no longer in flight."""

@@ -9,8 +9,8 @@
   at most the repeats' delivery counts of that last interval, nothing else.
 * A repeat whose alert's first write has not committed yet (the second
   Alertmanager of an HA pair) is answered only after that write.
-* Answers before repairs: queued repairs start once no notification waits for
-  its write, or after ``repair_hold`` at the latest.
+* Intake before repair: a queued repair starts once no notification has come
+  for ``REPAIR_LULL`` and none waits for its write, or after ``repair_hold``.
 * History's group commit: calls queued together run in one transaction, in
   order; one that fails fails alone.
 * The audit log's queued events and LogRecords write the same lines, in order.
@@ -300,6 +300,23 @@ async def test_repairs_start_once_no_notification_waits_for_its_write(
     await wait_until(
         lambda: _runs(tmp_path) == 2, timeout=10, message="both held repairs start and run"
     )
+
+
+@pytest.mark.integration
+async def test_repairs_wait_while_notifications_keep_coming(
+    app_factory, state_dir: Path, tmp_path: Path, unused_port: int, monkeypatch
+) -> None:
+    monkeypatch.setattr(engine_module, "REPAIR_LULL", 0.5)
+    app = await app_factory(_config(state_dir, tmp_path, unused_port))
+    engine = app.service.engine
+    engine.repair_hold = 3600
+    assert (await app.post_alerts(make_alert("database")))["repairs_queued"] == 1
+    other = make_alert("database", NO_RULE)
+    for _ in range(12):  # a notification every 0.1 s for 1.2 s: never a lull of 0.5 s
+        await app.post_alerts(other)
+        await asyncio.sleep(0.1)
+        assert _runs(tmp_path) == 0
+    await wait_until(lambda: _runs(tmp_path) == 1, timeout=5, message="the repair after the lull")
 
 
 @pytest.mark.integration
