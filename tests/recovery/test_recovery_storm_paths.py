@@ -12,7 +12,8 @@
 * Intake before repair: a queued repair starts once no notification has come
   for ``REPAIR_LULL`` and none waits for its write, or after ``repair_hold``.
 * History's group commit: calls queued together run in one transaction, in
-  order; one that fails fails alone.
+  order; one that fails fails alone. A repair attempt starts, and ends, in one
+  transaction each.
 * The audit log's queued events and LogRecords write the same lines, in order.
 * The payload parser's checks that are not in its schema name their field.
 """
