@@ -57,6 +57,7 @@ _BATCH = 512
 _BURST = 64
 _BURST_PAUSE = 0.02
 _BURST_HOLD = 0.2
+_BURST_MAX = 16384  # events held at most: a backlog beyond it is written at once
 _dumps = json.JSONEncoder(default=str, ensure_ascii=False).encode
 
 # (time, level, event, fields, style); None stops the writer.
@@ -182,8 +183,8 @@ class AuditLog:
                 while time.monotonic() < until:
                     time.sleep(_BURST_PAUSE)
                     seen = len(batch)
-                    self._take(batch, seen + _BATCH)
-                    if len(batch) == seen or batch[-1] is None:
+                    self._take(batch, _BURST_MAX)
+                    if len(batch) in (seen, _BURST_MAX) or batch[-1] is None:
                         break
             for start in range(0, len(batch), _BATCH):
                 events = [e for e in batch[start : start + _BATCH] if e is not None]

@@ -52,8 +52,8 @@ _FORGET_EVERY = 60.0
 # stop): a crash loses at most these last seconds of delivery counts.
 REPEAT_FLUSH_INTERVAL = 0.5
 # Intake before repair: a repair starts once no notification has come for
-# REPAIR_LULL seconds and none waits for its alerts to be written, or after
-# REPAIR_HOLD seconds of waiting for that (see RecoveryEngine._intake_lull).
+# REPAIR_LULL seconds and none waits for its alerts to be written, or at the
+# latest REPAIR_HOLD seconds after it was queued (RecoveryEngine._intake_lull).
 REPAIR_LULL = 0.02
 REPAIR_HOLD = 1.0
 
@@ -111,7 +111,8 @@ class RecoveryEngine:
         # Repairs waiting for their turn, per component, and the one task that
         # works through each queue (one repair at a time per component): a storm's
         # thousand new alerts cost a thousand appends, not a thousand tasks.
-        self._queues: dict[str, deque[tuple[str, str]]] = {
+        # (alert key, trigger, loop time it was queued)
+        self._queues: dict[str, deque[tuple[str, str, float]]] = {
             name: deque() for name in config.components
         }
         self._workers: dict[str, asyncio.Task[None]] = {}
@@ -434,7 +435,7 @@ class RecoveryEngine:
             return  # still "queued" in history: the next start resumes it
         component = row.component
         assert component is not None
-        self._queues[component].append((row.key, trigger))
+        self._queues[component].append((row.key, trigger, asyncio.get_running_loop().time()))
         if component not in self._workers:
             self._workers[component] = self._spawn(self._work(component))
 
@@ -443,10 +444,8 @@ class RecoveryEngine:
         queue = self._queues[component]
         try:
             while queue:
-                await self._intake_lull()
-                if not queue:  # emptied by stop() meanwhile
-                    break
-                key, trigger = queue.popleft()
+                await self._intake_lull(queue[0][2])
+                key, trigger, _ = queue.popleft()
                 try:
                     await self._repair_alert(key, trigger)
                 except Exception:  # the queue goes on: one alert's fault stays its own
@@ -457,9 +456,10 @@ class RecoveryEngine:
             if self._workers.get(component) is asyncio.current_task():
                 del self._workers[component]
 
-    async def _intake_lull(self) -> None:
-        """Wait, at most ``repair_hold`` seconds, until no notification has come
-        for REPAIR_LULL seconds and none waits for its alerts to be written.
+    async def _intake_lull(self, queued_at: float) -> None:
+        """Wait until no notification has come for REPAIR_LULL seconds and none
+        waits for its alerts to be written, or until ``repair_hold`` seconds
+        after ``queued_at`` (loop time), when the repair was queued.
 
         Intake before repair: while an alert storm's notifications come in, the
         event loop answers them first (Alertmanager waits for each answer, and
@@ -467,7 +467,7 @@ class RecoveryEngine:
         process for a ``command``) would compete with them. Outside a storm this
         costs a repair REPAIR_LULL seconds."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.repair_hold
+        deadline = queued_at + self.repair_hold
         while True:
             now = loop.time()
             quiet = self._last_intake + REPAIR_LULL - now
@@ -653,7 +653,7 @@ class RecoveryEngine:
             if alert is not None:
                 alert.repair = "running"
             return await self.history.start_attempt(
-                row, _attempt_ids(component), alert.key if alert else None
+                row, functools.partial(_attempt_ids, component), alert.key if alert else None
             )
 
         actions = [build_action(c) for c in (rule.actions if rule else [])]

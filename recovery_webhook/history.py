@@ -508,15 +508,18 @@ class History:
     # -- attempts ----------------------------------------------------------------
 
     async def start_attempt(
-        self, attempt: AttemptRow, ids: Iterable[str], alert_key: str | None = None
+        self,
+        attempt: AttemptRow,
+        ids: Callable[[], Iterable[str]],
+        alert_key: str | None = None,
     ) -> AttemptRow:
-        """Store a new attempt under the first of ``ids`` that no attempt has, and
-        mark the repair of the alert ``alert_key`` (if any) running, in one
+        """Store a new attempt under the first of ``ids()`` that no attempt has,
+        and mark the repair of the alert ``alert_key`` (if any) running, in one
         transaction; the attempt as stored, with that id."""
 
         def write(db: sqlite3.Connection) -> AttemptRow:
             taken = "SELECT 1 FROM attempts WHERE attempt_id = ?"
-            attempt_id = next(i for i in ids if db.execute(taken, (i,)).fetchone() is None)
+            attempt_id = next(i for i in ids() if db.execute(taken, (i,)).fetchone() is None)
             row = replace(attempt, attempt_id=attempt_id)
             _save_attempt(db, row)
             if alert_key is not None:

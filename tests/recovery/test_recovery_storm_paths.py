@@ -307,13 +307,13 @@ async def test_repairs_start_once_no_notification_waits_for_its_write(
 async def test_repairs_wait_while_notifications_keep_coming(
     app_factory, state_dir: Path, tmp_path: Path, unused_port: int, monkeypatch
 ) -> None:
-    monkeypatch.setattr(engine_module, "REPAIR_LULL", 0.5)
+    monkeypatch.setattr(engine_module, "REPAIR_LULL", 1.0)
     app = await app_factory(_config(state_dir, tmp_path, unused_port))
     engine = app.service.engine
     engine.repair_hold = 3600
     assert (await app.post_alerts(make_alert("database")))["repairs_queued"] == 1
     other = make_alert("database", NO_RULE)
-    for _ in range(12):  # a notification every 0.1 s for 1.2 s: never a lull of 0.5 s
+    for _ in range(15):  # a notification every 0.1 s for 1.5 s: never a lull of 1 s
         await app.post_alerts(other)
         await asyncio.sleep(0.1)
         assert _runs(tmp_path) == 0
@@ -405,14 +405,45 @@ async def test_an_attempt_starts_and_ends_in_one_transaction_each(tmp_path: Path
     await history.open()
     try:
         await history.submit_alerts([_alert_row("k")], [])
-        ids = [f"database_{stamp}" for stamp in range(1000, 1010)]
+
+        def ids() -> list[str]:
+            return [f"database_{stamp}" for stamp in range(1000, 1010)]
+
+        def refuse(table: str, event: str) -> None:
+            db = sqlite3.connect(history.path)
+            with db:
+                db.execute(
+                    f"CREATE TRIGGER refuse BEFORE {event} ON {table}"
+                    " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+            db.close()
+
+        def allow() -> None:
+            db = sqlite3.connect(history.path)
+            with db:
+                db.execute("DROP TRIGGER refuse")
+            db.close()
+
         first = AttemptRow("", "database", "k", "A", "alert", 1.0, None, "running", None, [])
-        one = await history.start_attempt(first, iter(ids), "k")
-        two = await history.start_attempt(first, iter(ids), None)  # the same moment
+        # All of it or nothing: the alert cannot be marked, so no attempt is stored.
+        refuse("alerts", "UPDATE")
+        with pytest.raises(sqlite3.IntegrityError):
+            await history.start_attempt(first, ids, "k")
+        assert await history.attempts(10) == []
+        allow()
+        one = await history.start_attempt(first, ids, "k")
+        two = await history.start_attempt(first, ids, None)  # the same moment
         assert (one.attempt_id, two.attempt_id) == ("database_1000", "database_1001")
         assert (await history.load_alerts(0))[0].repair == "running"
         assert await history.events(10, kinds=["recovery_attempt"]) == []
         ended = replace(one, ended_at=2.5, status="failure", error="still down")
+        # No event, no end: the attempt stays running (a restart marks it interrupted).
+        refuse("events", "INSERT")
+        with pytest.raises(sqlite3.IntegrityError):
+            await history.end_attempt(ended)
+        stored = {a.attempt_id: a for a in await history.attempts(10)}
+        assert stored["database_1000"].status == "running"
+        allow()
         await history.end_attempt(ended)
         (event,) = await history.events(10, kinds=["recovery_attempt"])
         assert (event["attempt_id"], event["status"], event["duration_ms"]) == (
