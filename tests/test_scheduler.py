@@ -104,8 +104,8 @@ async def test_hung_dependencies_do_not_delay_the_others_or_a_scrape(
                 await proxy.hang()  # freeze the probe's open connection
                 # As `pipeline-monitor run` does once started (app.serve): what is
                 # already allocated, here the whole test session's objects, is left
-                # out of the cyclic GC, whose full passes over it would otherwise
-                # stall this loop, scrapes and all, for a fraction of a second.
+                # out of the cyclic GC; a full pass over all of them can take a good
+                # part of the scrape limit below.
                 gc.collect()
                 gc.freeze()
                 try:
