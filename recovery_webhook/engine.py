@@ -6,11 +6,15 @@
   and one worker task per component); each action under a timeout, then the
   component is re-probed until healthy or a deadline. A failed action hands
   over to the next one.
+* Intake before repair: a queued repair waits for a lull in notifications
+  (REPAIR_LULL), at most REPAIR_HOLD after it was queued, so that a storm's
+  answers come first.
 * A failed repair of a still-firing alert is retried after ``retry_delay``; a
   resolved alert cancels that. After ``max_attempts`` failed repairs within
   ``window`` the component is handed to people (manual intervention).
-* Every attempt is written to history before it starts (so a crash leaves it
-  marked interrupted at the next start) and again when it ends.
+* Every attempt is written to history before it starts, with its alert marked
+  running in the same transaction (so a crash leaves it marked interrupted at
+  the next start), and again when it ends, with its feed event.
 """
 
 from __future__ import annotations
