@@ -25,7 +25,6 @@ import os
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,7 +32,7 @@ from exporter.config import load_config
 from exporter.model import Status
 from exporter.state import Transition
 from recovery_webhook.config import AppConfig
-from recovery_webhook.history import AttemptRow
+from recovery_webhook.schemas import Attempt, PipelineStatus
 from recovery_webhook.service import PipelineService
 
 __all__ = [
@@ -74,40 +73,9 @@ def component_ref(name: str) -> PipelineComponent | ComponentName:
         return ComponentName(name)
 
 
-@dataclass(frozen=True)
-class PipelineStatus:
-    overall_status: Status
-    components: dict[str, Status]
-    uptime_percentage: float | None
-    recent_failures: list[dict[str, Any]]
-    suggested_actions: list[str]
-    is_auto_recoverable: bool
-    can_publish: bool
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class RecoveryAttempt:
-    attempt_id: str
-    component: str
-    success: bool
-    status: str
-    error_message: str | None
-    duration_ms: float | None
-    actions: list[dict[str, Any]]
-
-    @classmethod
-    def from_row(cls, row: AttemptRow) -> RecoveryAttempt:
-        data = row.as_json()
-        return cls(
-            row.attempt_id,
-            row.component,
-            data["success"],
-            row.status,
-            row.error,
-            data["duration_ms"],
-            row.actions,
-        )
+# The models of GET /api/pipeline/status and of an attempt's JSON: the seed's
+# attribute names are their field names (``details`` is ``component_details``).
+RecoveryAttempt = Attempt
 
 
 AlertCallback = Callable[[Any, Status], None]
@@ -228,17 +196,7 @@ class PipelineHealthMonitor:
     # -- the seed's calls --------------------------------------------------------
 
     def get_pipeline_status(self, timeout: float = 10.0) -> PipelineStatus:
-        data = self._call(self.service.status()).result(timeout)
-        return PipelineStatus(
-            overall_status=Status(data["overall_status"]),
-            components={k: Status(v) for k, v in data["components"].items()},
-            uptime_percentage=data["uptime_percentage"],
-            recent_failures=data["recent_failures"],
-            suggested_actions=data["suggested_actions"],
-            is_auto_recoverable=data["is_auto_recoverable"],
-            can_publish=data["can_publish"],
-            details=data["component_details"],
-        )
+        return self._call(self.service.status()).result(timeout)
 
     def get_editor_message(self) -> str:
         async def message() -> str:
@@ -253,8 +211,7 @@ class PipelineHealthMonitor:
             raise ValueError(
                 f"unknown component {name!r}; configured: {', '.join(self.config.components)}"
             )
-        row = await asyncio.wrap_future(self._call(self.service.attempt_recovery(name)))
-        return RecoveryAttempt.from_row(row)
+        return await asyncio.wrap_future(self._call(self.service.attempt_recovery(name)))
 
     def force_check(self, timeout: float = 60.0) -> PipelineStatus:
         self._call(self.service.force_check()).result(timeout)

@@ -61,9 +61,15 @@ class Alert(TypedDict):
     """One alert of a notification, as validated (a plain dict)."""
 
     status: Literal["firing", "resolved"]
-    labels: Annotated[dict[str, str], Field(max_length=MAX_LABELS)]
+    # "required" and "format" only describe the checks of _checked() in the schema.
+    labels: Annotated[
+        dict[str, str],
+        Field(max_length=MAX_LABELS, json_schema_extra={"required": ["alertname"]}),
+    ]
     annotations: NotRequired[dict[str, str]]
-    startsAt: Annotated[str, StringConstraints(pattern=_RFC3339)]  # noqa: N815 - Alertmanager's
+    startsAt: Annotated[  # noqa: N815 - Alertmanager's
+        str, StringConstraints(pattern=_RFC3339), Field(json_schema_extra={"format": "date-time"})
+    ]
     endsAt: NotRequired[str | None]  # noqa: N815
     generatorURL: NotRequired[str | None]  # noqa: N815
     fingerprint: Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -71,6 +77,8 @@ class Alert(TypedDict):
 
 @with_config(_LENIENT)
 class WebhookPayload(TypedDict):
+    """Alertmanager's webhook payload, version 4. Unknown fields are ignored."""
+
     version: Literal["4"]
     status: Literal["firing", "resolved"]
     receiver: NotRequired[str]

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 from pydantic_core import to_json
 
 from recovery_webhook.alerts import BodyNotJSON, PayloadError, parse_body
@@ -19,6 +20,15 @@ from recovery_webhook.auth import check_bearer
 from recovery_webhook.config import AppConfig
 from recovery_webhook.editor import iso
 from recovery_webhook.engine import RepairInProgress, UnknownComponent
+from recovery_webhook.schemas import (
+    HISTORY_LIMIT_DEFAULT,
+    HISTORY_LIMIT_MAX,
+    EditorMessage,
+    ErrorBody,
+    Health,
+    HistoryPage,
+    WebhookAnswer,
+)
 from recovery_webhook.service import PipelineService
 
 log = logging.getLogger(__name__)
@@ -43,10 +53,13 @@ READ_ONLY = {
 
 
 def json_response(
-    data: Any, status: int = 200, headers: dict[str, str] | None = None
+    data: BaseModel | WebhookAnswer | ErrorBody | Any,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> web.Response:
-    """``data`` as compact UTF-8 JSON, written by pydantic-core: a third of the
-    cost of aiohttp's json_response (json.dumps), on every webhook answer."""
+    """``data`` (a body model of :mod:`recovery_webhook.schemas`, or its plain
+    JSON) as compact UTF-8 JSON, written by pydantic-core: a third of the cost of
+    aiohttp's json_response (json.dumps), on every webhook answer."""
     return web.Response(
         body=to_json(data, fallback=str),
         status=status,
@@ -56,9 +69,20 @@ def json_response(
     )
 
 
-def error(status: int, message: str, **extra: Any) -> web.Response:
+def error(
+    status: int,
+    message: str,
+    *,
+    field: str | None = None,
+    valid_components: list[str] | None = None,
+) -> web.Response:
     headers = {"WWW-Authenticate": 'Bearer realm="pipeline-monitor"'} if status == 401 else None
-    return json_response({"error": message, **extra}, status=status, headers=headers)
+    body: ErrorBody = {"error": message}
+    if field is not None:
+        body["field"] = field
+    if valid_components is not None:
+        body["valid_components"] = valid_components
+    return json_response(body, status=status, headers=headers)
 
 
 def authorised(request: web.Request) -> bool:
@@ -123,24 +147,23 @@ async def alertmanager_webhook(request: web.Request) -> web.Response:
     except PayloadError as exc:
         return error(400, f"invalid Alertmanager payload: {exc}", field=exc.field)
     result = await request.app[SERVICE].engine.receive(alerts)
-    return json_response(
-        {
-            "status": "accepted",
-            "received": result.received,
-            "new": result.new,
-            "duplicates": result.duplicates,
-            "resolved": result.resolved,
-            "repairs_queued": result.repairs_queued,
-        }
-    )
+    answer: WebhookAnswer = {
+        "status": "accepted",
+        "received": result.received,
+        "new": result.new,
+        "duplicates": result.duplicates,
+        "resolved": result.resolved,
+        "repairs_queued": result.repairs_queued,
+    }
+    return json_response(answer)
 
 
-def for_reader(request: web.Request, data: Any) -> Any:
-    """``data`` as this reader may see it: what repair actions printed (a
+def for_reader(request: web.Request, body: BaseModel) -> BaseModel | Any:
+    """``body`` as this reader may see it: what repair actions printed (a
     command's output, the SQL of terminated sessions) only with the token."""
     if authorised(request):
-        return data
-    return _without_outputs(data)
+        return body
+    return _without_outputs(body.model_dump(mode="json"))
 
 
 def _without_outputs(data: Any) -> Any:
@@ -171,26 +194,26 @@ async def editor_message(request: web.Request) -> web.Response:
     now = time.time()
     view = service.editor(now)
     return json_response(
-        {
-            "message": view.message,
-            "status": view.status,
-            "can_publish": view.can_publish,
-            "timestamp": iso(now),
-            "state": view.state,
-            "headline": view.headline,
-            "headline_text": view.headline_text,
-            "short": view.short,
-            "details": view.details,
-            "advice": view.advice,
-            "notified_at": iso(view.notified_at),
-            "components": [c.as_json() for c in view.components],
+        EditorMessage(
+            message=view.message,
+            status=view.status,
+            can_publish=view.can_publish,
+            timestamp=iso(now),
+            state=view.state,
+            headline=view.headline,
+            headline_text=view.headline_text,
+            short=view.short,
+            details=view.details,
+            advice=view.advice,
+            notified_at=iso(view.notified_at),
+            components=[c.body() for c in view.components],
             # What the status page shows besides the message (same source, same moment).
-            "incidents": await service.incidents(now),
-            "uptime": await service.uptime(now),
-            "title": page.title,
-            "refresh_seconds": page.refresh_seconds,
-            "timezone": page.timezone,
-        }
+            incidents=await service.incidents(now),
+            uptime=await service.uptime(now),
+            title=page.title,
+            refresh_seconds=page.refresh_seconds,
+            timezone=page.timezone,
+        )
     )
 
 
@@ -204,7 +227,7 @@ async def manual_recovery(request: web.Request) -> web.Response:
         return error(404, f"unknown component {component!r}", valid_components=valid)
     except RepairInProgress:
         return error(409, f"a repair of {component} is already running; try again when it ends")
-    return json_response(attempt.as_json())
+    return json_response(attempt)
 
 
 async def pipeline_metrics(request: web.Request) -> web.Response:
@@ -218,18 +241,21 @@ async def force_check(request: web.Request) -> web.Response:
 
 
 async def history(request: web.Request) -> web.Response:
-    raw = request.query.get("limit", "50")
+    raw = request.query.get("limit", str(HISTORY_LIMIT_DEFAULT))
     limit = int(raw) if raw.isascii() and raw.isdigit() else 0
-    if not 1 <= limit <= 1000:
+    if not 1 <= limit <= HISTORY_LIMIT_MAX:
         return error(
-            400, f"limit must be a whole number from 1 to 1000, got {raw!r}", field="limit"
+            400,
+            f"limit must be a whole number from 1 to {HISTORY_LIMIT_MAX}, got {raw!r}",
+            field="limit",
         )
-    events = for_reader(request, await request.app[SERVICE].history_events(limit))
-    return json_response({"events": events, "count": len(events), "limit": limit})
+    events = await request.app[SERVICE].history_events(limit)
+    page = HistoryPage(events=events, count=len(events), limit=limit)
+    return json_response(for_reader(request, page))
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
+    return json_response(Health(status="ok"))
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:

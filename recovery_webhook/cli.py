@@ -8,7 +8,6 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -18,6 +17,7 @@ from exporter.config import ConfigError, format_validation_error, load_config
 from exporter.model import Status
 from exporter.monitor import Monitor
 from recovery_webhook.config import AppConfig, ServerConfig
+from recovery_webhook.schemas import ProbeComponent, ProbeDetail, ProbeReport
 
 EXIT_CONFIG = 2
 
@@ -80,49 +80,41 @@ async def probe_once(config_path: str | None, as_json: bool) -> int:
         monitor.audit.close()
     report = probe_report(monitor)
     if as_json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(report.model_dump(mode="json"), indent=2))
     else:
         print(format_table(report))
-    unhealthy = any(c["status"] == Status.UNHEALTHY.value for c in report["components"].values())
+    unhealthy = any(c.status is Status.UNHEALTHY for c in report.components.values())
     return 1 if unhealthy else 0
 
 
-def probe_report(monitor: Monitor) -> dict[str, Any]:
+def probe_report(monitor: Monitor) -> ProbeReport:
     state = monitor.state
-    return {
-        "overall_status": state.overall_status().value,
-        "can_publish": state.can_publish(),
-        "components": {
-            name: {
-                "status": c.status.value,
-                "latency_ms": round(c.latency_seconds * 1000, 1),
-                "error": c.error,
-                "probes": {
-                    probe: {
-                        "status": r.status.value,
-                        "latency_ms": round(r.latency_seconds * 1000, 1),
-                        "error": r.error,
-                        "detail": r.detail,
-                    }
-                    for probe, r in c.probes.items()
-                },
-            }
+    return ProbeReport(
+        overall_status=state.overall_status(),
+        can_publish=state.can_publish(),
+        components={
+            name: ProbeComponent(
+                status=c.status,
+                latency_ms=round(c.latency_seconds * 1000, 1),
+                error=c.error,
+                probes={probe: ProbeDetail.of(r) for probe, r in c.probes.items()},
+            )
             for name, c in state.components.items()
         },
-    }
+    )
 
 
-def format_table(report: dict[str, Any]) -> str:
+def format_table(report: ProbeReport) -> str:
     rows = [("COMPONENT", "PROBE", "STATUS", "LATENCY", "DETAIL")]
-    for name, component in report["components"].items():
-        for probe, result in component["probes"].items():
+    for name, component in report.components.items():
+        for probe, result in component.probes.items():
             rows.append(
                 (
                     name,
                     probe,
-                    result["status"].upper(),
-                    f"{result['latency_ms']:.1f} ms",
-                    result["error"] or result["detail"] or "",
+                    result.status.value.upper(),
+                    f"{result.latency_ms:.1f} ms",
+                    result.error or result.detail or "",
                 )
             )
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
@@ -132,9 +124,9 @@ def format_table(report: dict[str, Any]) -> str:
         + row[4]
         for row in rows
     ]
-    verdict = "can publish" if report["can_publish"] else "CANNOT publish"
+    verdict = "can publish" if report.can_publish else "CANNOT publish"
     lines.append("")
-    lines.append(f"overall: {report['overall_status'].upper()} ({verdict})")
+    lines.append(f"overall: {report.overall_status.value.upper()} ({verdict})")
     return "\n".join(line.rstrip() for line in lines)
 
 

@@ -12,7 +12,7 @@ import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Final, overload
 
 from exporter.model import Status
 from exporter.state import ComponentState, PipelineState
@@ -23,8 +23,13 @@ from recovery_webhook.incidents import (
     REPAIRED_AUTOMATICALLY,
     Incident,
 )
+from recovery_webhook.schemas import EditorComponent, EditorState
+from recovery_webhook.schemas import Incident as IncidentBody
 
-OPERATIONAL, DELAYED, DOWN, UNKNOWN = "operational", "delayed", "down", "unknown"
+OPERATIONAL: Final = "operational"
+DELAYED: Final = "delayed"
+DOWN: Final = "down"
+UNKNOWN: Final = "unknown"
 
 ICONS = {OPERATIONAL: "✅", DELAYED: "⚠️", DOWN: "🚨", UNKNOWN: "❔"}
 
@@ -73,25 +78,25 @@ class ComponentView:
     since_text: str = ""
     error: str | None = None
 
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "display_name": self.display_name,
-            "status": self.status,
-            "words": self.words,
-            "since": iso(self.since),
-            "since_text": self.since_text,
-            "repair_in_progress": self.repair_in_progress,
-            "manual_intervention": self.manual_intervention,
-            "error": self.error,
-        }
+    def body(self) -> EditorComponent:
+        return EditorComponent(
+            name=self.name,
+            display_name=self.display_name,
+            status=Status(self.status),
+            words=self.words,
+            since=iso(self.since),
+            since_text=self.since_text,
+            repair_in_progress=self.repair_in_progress,
+            manual_intervention=self.manual_intervention,
+            error=self.error,
+        )
 
 
 @dataclass(frozen=True)
 class EditorView:
-    state: str
+    state: EditorState
     can_publish: bool
-    status: str
+    status: Status
     message: str
     headline: str
     short: str
@@ -102,6 +107,10 @@ class EditorView:
     headline_text: str = ""
 
 
+@overload
+def iso(ts: float) -> str: ...
+@overload
+def iso(ts: float | None) -> str | None: ...
 def iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat()
 
@@ -158,6 +167,7 @@ def editor_view(
     details: list[str] = []
     advice: list[str] = []
     notified: float | None = None
+    view_state: EditorState
 
     if overall is Status.UNKNOWN or stale:
         view_state = UNKNOWN
@@ -210,7 +220,7 @@ def editor_view(
     return EditorView(
         state=view_state,
         can_publish=view_state in (OPERATIONAL, DELAYED),
-        status=overall.value,
+        status=overall,
         message=message,
         headline=headline.replace("**", ""),
         short=SHORT[view_state],
@@ -230,7 +240,7 @@ def incident_view(
     tz: str,
     repairing: bool = False,
     manual: bool = False,
-) -> dict[str, Any]:
+) -> IncidentBody:
     """One incident in editors' words (plus the times and the technical error)."""
     zone = zoneinfo.ZoneInfo(tz)
     outcome = incident.outcome
@@ -240,22 +250,24 @@ def incident_view(
     elif outcome == ONGOING and repairing:
         outcome_text += f": {REPAIR_UNDER_WAY}"
     length = duration_words(incident.duration(now))
-    return {
-        "component": incident.component,
-        "display_name": display_name,
-        "status": incident.status,
-        "outcome": outcome,
-        "started_at": iso(incident.started_at),
-        "ended_at": iso(incident.ended_at),
-        "duration_seconds": round(incident.duration(now), 1),
-        "repair_attempts": incident.repair_attempts,
-        "escalated": incident.escalated,
-        "error": incident.error,
-        "what": NOT_WORKING if incident.status == Status.UNHEALTHY.value else SLOW,
-        "when_text": _started(incident.started_at, zone, now),
-        "outcome_text": outcome_text,
-        "duration_text": f"{length} so far" if incident.ongoing else f"took {length}",
-    }
+    return IncidentBody.model_validate(
+        {
+            "component": incident.component,
+            "display_name": display_name,
+            "status": incident.status,
+            "outcome": outcome,
+            "started_at": iso(incident.started_at),
+            "ended_at": iso(incident.ended_at),
+            "duration_seconds": round(incident.duration(now), 1),
+            "repair_attempts": incident.repair_attempts,
+            "escalated": incident.escalated,
+            "error": incident.error,
+            "what": NOT_WORKING if incident.status == Status.UNHEALTHY.value else SLOW,
+            "when_text": _started(incident.started_at, zone, now),
+            "outcome_text": outcome_text,
+            "duration_text": f"{length} so far" if incident.ongoing else f"took {length}",
+        }
+    )
 
 
 def when(ts: float, zone: zoneinfo.ZoneInfo, now: float) -> str:

@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 from pydantic_core import to_json
 
+from recovery_webhook.schemas import Attempt
+
 T = TypeVar("T")
 
 SCHEMA = """
@@ -185,23 +187,8 @@ class AttemptRow:
     actions: list[dict[str, Any]]
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "attempt_id": self.attempt_id,
-            "component": self.component,
-            "alertname": self.alertname,
-            "trigger": self.trigger,
-            "started_at": self.started_at,
-            "ended_at": self.ended_at,
-            "status": self.status,
-            "success": self.status == "success",
-            "error_message": self.error,
-            "duration_ms": (
-                round((self.ended_at - self.started_at) * 1000, 1)
-                if self.ended_at is not None
-                else None
-            ),
-            "actions": self.actions,
-        }
+        """The attempt as the API shows it (:class:`recovery_webhook.schemas.Attempt`)."""
+        return Attempt.from_row(self).model_dump(mode="json")
 
 
 def _save_attempt(db: sqlite3.Connection, attempt: AttemptRow) -> None:

@@ -19,13 +19,26 @@ from exporter.state import Transition
 from recovery_webhook.config import AppConfig
 from recovery_webhook.editor import EditorView, editor_view, incident_view, iso
 from recovery_webhook.engine import RecoveryEngine
-from recovery_webhook.history import AttemptRow, History
+from recovery_webhook.history import History
 from recovery_webhook.incidents import EVENT_KINDS as INCIDENT_EVENT_KINDS
 from recovery_webhook.incidents import derive_incidents
+from recovery_webhook.schemas import (
+    Attempt,
+    ComponentChecks,
+    ComponentDetail,
+    HistoryEvent,
+    Incident,
+    MetricsSummary,
+    PipelineStatus,
+    ProbeDetail,
+    RecentFailure,
+    RecoveryStats,
+    Uptime,
+)
 
 log = logging.getLogger(__name__)
 
-UPTIME_WINDOWS = {"24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
+_DAY = 86400.0
 _HEARTBEAT = "heartbeat"
 _HOUSEKEEPING_SECONDS = 15.0
 # The newest incident-related events read to derive the recent incidents.
@@ -167,8 +180,8 @@ class PipelineService:
     async def force_check(self) -> None:
         await self.monitor.scheduler.run_cycle()
 
-    async def attempt_recovery(self, component: str) -> AttemptRow:
-        return await self.engine.recover_now(component)
+    async def attempt_recovery(self, component: str) -> Attempt:
+        return Attempt.from_row(await self.engine.recover_now(component))
 
     def editor(self, now: float | None = None) -> EditorView:
         now = time.time() if now is None else now
@@ -188,7 +201,7 @@ class PipelineService:
             component, self.monitor.state.components[component].since
         )
 
-    async def incidents(self, now: float | None = None, limit: int = 10) -> list[dict[str, Any]]:
+    async def incidents(self, now: float | None = None, limit: int = 10) -> list[Incident]:
         """The recent incidents from history, newest first, in editors' words."""
         now = time.time() if now is None else now
         events = await self.history.events(_INCIDENT_EVENTS_READ, kinds=INCIDENT_EVENT_KINDS)
@@ -209,9 +222,13 @@ class PipelineService:
             )
         return views
 
-    async def uptime(self, now: float | None = None) -> dict[str, float | None]:
+    async def uptime(self, now: float | None = None) -> Uptime:
         now = time.time() if now is None else now
-        return {label: await self._uptime(window, now) for label, window in UPTIME_WINDOWS.items()}
+        return {
+            "24h": await self._uptime(_DAY, now),
+            "7d": await self._uptime(7 * _DAY, now),
+            "30d": await self._uptime(30 * _DAY, now),
+        }
 
     async def _uptime(self, window: float, now: float) -> float | None:
         """Share of the observed time in ``window`` when articles could be published."""
@@ -235,12 +252,12 @@ class PipelineService:
             return None
         return round(100.0 * published / observed, 3)
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> PipelineStatus:
         state = self.monitor.state
         now = time.time()
         uptime = await self.uptime(now)
         failures = await self.history.events(10, kinds=("transition",))
-        recent_failures = [
+        recent_failures: list[RecentFailure] = [
             {
                 "component": e["component"],
                 "status": e["to"],
@@ -254,50 +271,42 @@ class PipelineService:
             c for c in state.components.values() if c.status in (Status.DEGRADED, Status.UNHEALTHY)
         ]
         view = self.editor(now)
-        return {
-            "overall_status": state.overall_status().value,
-            "components": {name: c.status.value for name, c in state.components.items()},
-            "uptime_percentage": uptime["24h"],
-            "recent_failures": recent_failures,
-            "suggested_actions": self._suggestions(troubled),
-            "is_auto_recoverable": all(self.engine.is_auto_recoverable(c.name) for c in troubled),
-            "can_publish": view.can_publish,
-            "editor_state": view.state,
-            "stale": view.state == "unknown" and state.overall_status() is not Status.UNKNOWN,
-            "timestamp": iso(now),
-            "uptime": uptime,
-            "component_details": {name: self._detail(name) for name in state.components},
-        }
+        return PipelineStatus(
+            overall_status=state.overall_status(),
+            components={name: c.status for name, c in state.components.items()},
+            uptime_percentage=uptime["24h"],
+            recent_failures=recent_failures,
+            suggested_actions=self._suggestions(troubled),
+            is_auto_recoverable=all(self.engine.is_auto_recoverable(c.name) for c in troubled),
+            can_publish=view.can_publish,
+            editor_state=view.state,
+            stale=view.state == "unknown" and state.overall_status() is not Status.UNKNOWN,
+            timestamp=iso(now),
+            uptime=uptime,
+            component_details={name: self._detail(name) for name in state.components},
+        )
 
-    def _detail(self, name: str) -> dict[str, Any]:
+    def _detail(self, name: str) -> ComponentDetail:
         c = self.monitor.state.components[name]
         manual = self.engine.manual_intervention(name)
         last = self.engine.last_attempt(name)
-        return {
-            "display_name": c.display_name,
-            "status": c.status.value,
-            "since": iso(c.since),
-            "latency_ms": round(c.latency_seconds * 1000, 1),
-            "last_check": iso(c.last_check),
-            "error": c.error,
-            "blocks_publishing": c.blocks_publishing,
-            "active_storage_target": c.active_target,
-            "storage_targets": list(c.targets),
-            "repair_in_progress": self.engine.in_progress(name),
-            "manual_intervention": manual is not None,
-            "manual_intervention_detail": manual,
-            "auto_recoverable": self.engine.is_auto_recoverable(name),
-            "last_attempt": last.as_json() if last else None,
-            "probes": {
-                probe: {
-                    "status": r.status.value,
-                    "latency_ms": round(r.latency_seconds * 1000, 1),
-                    "error": r.error,
-                    "detail": r.detail,
-                }
-                for probe, r in c.probes.items()
-            },
-        }
+        return ComponentDetail(
+            display_name=c.display_name,
+            status=c.status,
+            since=iso(c.since),
+            latency_ms=round(c.latency_seconds * 1000, 1),
+            last_check=iso(c.last_check),
+            error=c.error,
+            blocks_publishing=c.blocks_publishing,
+            active_storage_target=c.active_target,
+            storage_targets=list(c.targets),
+            repair_in_progress=self.engine.in_progress(name),
+            manual_intervention=manual is not None,
+            manual_intervention_detail=manual,
+            auto_recoverable=self.engine.is_auto_recoverable(name),
+            last_attempt=Attempt.from_row(last) if last else None,
+            probes={probe: ProbeDetail.of(r) for probe, r in c.probes.items()},
+        )
 
     def _suggestions(self, troubled: list[Any]) -> list[str]:
         if not troubled:
@@ -321,38 +330,38 @@ class PipelineService:
                 )
         return lines
 
-    async def metrics_summary(self) -> dict[str, Any]:
+    async def metrics_summary(self) -> MetricsSummary:
         checks = failures = 0
         per_component = {}
         for name, c in self.monitor.state.components.items():
             base_checks, base_failures = self._base_counts.get(name, (0, 0))
-            per_component[name] = {
-                "checks": base_checks + c.runs,
-                "failures": base_failures + c.failures,
-            }
+            per_component[name] = ComponentChecks(
+                checks=base_checks + c.runs, failures=base_failures + c.failures
+            )
             checks += base_checks + c.runs
             failures += base_failures + c.failures
         stats = await self.history.attempt_stats()
         succeeded = stats.get("success", 0)
         failed = stats.get("failure", 0) + stats.get("interrupted", 0)
-        return {
-            "total_checks": checks,
-            "failed_checks": failures,
-            "success_rate": round(100.0 * (checks - failures) / checks, 2) if checks else 100.0,
-            "recovery_stats": {
-                "successful_recoveries": succeeded,
-                "failed_recoveries": failed,
-                "success_rate": round(100.0 * succeeded / (succeeded + failed), 2)
+        return MetricsSummary(
+            total_checks=checks,
+            failed_checks=failures,
+            success_rate=round(100.0 * (checks - failures) / checks, 2) if checks else 100.0,
+            recovery_stats=RecoveryStats(
+                successful_recoveries=succeeded,
+                failed_recoveries=failed,
+                success_rate=round(100.0 * succeeded / (succeeded + failed), 2)
                 if succeeded + failed
                 else 100.0,
-                "interrupted": stats.get("interrupted", 0),
-                "dry_runs": stats.get("dry_run", 0),
-            },
-            "components": per_component,
-        }
+                interrupted=stats.get("interrupted", 0),
+                dry_runs=stats.get("dry_run", 0),
+            ),
+            components=per_component,
+        )
 
-    async def history_events(self, limit: int) -> list[dict[str, Any]]:
+    async def history_events(self, limit: int) -> list[HistoryEvent]:
         events = await self.history.events(limit)
-        for event in events:
-            event["timestamp"] = iso(event["timestamp"])
-        return events
+        return [
+            HistoryEvent.model_validate({**event, "timestamp": iso(event["timestamp"])})
+            for event in events
+        ]

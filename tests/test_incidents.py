@@ -211,7 +211,7 @@ def test_incident_view_words():
         ]
     )
     view = incident_view(incident, "Article checks", now=T0 + 3600, tz="UTC")
-    assert view == {
+    assert view.model_dump() == {
         "component": "validation_service",
         "display_name": "Article checks",
         "status": "unhealthy",
@@ -232,16 +232,16 @@ def test_incident_view_words():
 def test_ongoing_incident_words_say_who_is_on_it():
     incident = only([transition(0, "queue", "healthy", "degraded")])
     view = incident_view(incident, "Publishing queue", now=T0 + 90, tz="UTC")
-    assert (view["what"], view["outcome_text"], view["duration_text"]) == (
+    assert (view.what, view.outcome_text, view.duration_text) == (
         "Slow or partly working",
         "Ongoing",
         "1 minute so far",
     )
     manual = incident_view(incident, "Publishing queue", now=T0 + 90, tz="UTC", manual=True)
-    assert manual["outcome_text"] == "Ongoing: engineers are working on it"
+    assert manual.outcome_text == "Ongoing: engineers are working on it"
     repairing = incident_view(incident, "Q", now=T0 + 90, tz="UTC", repairing=True)
-    assert repairing["outcome_text"] == "Ongoing: an automatic repair is under way"
-    assert repairing["ended_at"] is None
+    assert repairing.outcome_text == "Ongoing: an automatic repair is under way"
+    assert repairing.ended_at is None
 
 
 def test_when_words_in_the_configured_zone():
@@ -254,7 +254,7 @@ def test_when_words_in_the_configured_zone():
     old = incident_view(
         only([transition(-86400, "db", "healthy", "unhealthy")]), "DB", now=now, tz="UTC"
     )
-    assert old["when_text"] == "Started yesterday at 14:00 UTC"
+    assert old.when_text == "Started yesterday at 14:00 UTC"
 
 
 @pytest.mark.parametrize(
