@@ -19,11 +19,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from helpers import REPO
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
+import pipeline_monitor
 from recovery_webhook import apidoc, openapi
 from recovery_webhook.app import make_app
 from recovery_webhook.cli import main as cli_main
 from recovery_webhook.config import AppConfig
-from recovery_webhook.schemas import ProbeDetail, ProbeReport
+from recovery_webhook.schemas import Attempt, PipelineStatus, ProbeDetail, ProbeReport
 
 TOKEN = "contract-test-token-0123456789"
 
@@ -40,6 +41,32 @@ SEED_FIELDS = {
     "EditorMessage": {"message", "status", "can_publish", "timestamp"},
     "MetricsSummary": {"total_checks", "failed_checks", "success_rate", "recovery_stats"},
     "RecoveryStats": {"successful_recoveries", "failed_recoveries", "success_rate"},
+}
+
+# Every field the API sends today: fields may be added, none removed or renamed.
+SENT_FIELDS = {
+    "PipelineStatus": "can_publish component_details components editor_state is_auto_recoverable"
+    " overall_status recent_failures stale suggested_actions timestamp uptime uptime_percentage",
+    "ComponentDetail": "active_storage_target auto_recoverable blocks_publishing display_name"
+    " error last_attempt last_check latency_ms manual_intervention manual_intervention_detail"
+    " probes repair_in_progress since status storage_targets",
+    "ProbeDetail": "detail error latency_ms status",
+    "RecentFailure": "component error status timestamp",
+    "Attempt": "actions alertname attempt_id component duration_ms ended_at error_message"
+    " started_at status success trigger",
+    "ActionResult": "action duration_ms error output permanent result type verified",
+    "EditorMessage": "advice can_publish components details headline headline_text incidents"
+    " message notified_at refresh_seconds short state status timestamp timezone title uptime",
+    "EditorComponent": "display_name error manual_intervention name repair_in_progress since"
+    " since_text status words",
+    "Incident": "component display_name duration_seconds duration_text ended_at error escalated"
+    " outcome outcome_text repair_attempts started_at status what when_text",
+    "MetricsSummary": "components failed_checks recovery_stats success_rate total_checks",
+    "RecoveryStats": "dry_runs failed_recoveries interrupted success_rate successful_recoveries",
+    "HistoryPage": "count events limit",
+    "HistoryEvent": "component id timestamp type",
+    "WebhookAnswer": "duplicates new received repairs_queued resolved status",
+    "ErrorBody": "error field valid_components",
 }
 
 
@@ -113,6 +140,26 @@ def test_the_seed_fields_are_in_the_spec_and_always_sent() -> None:
     for name, fields in SEED_FIELDS.items():
         assert fields <= set(schemas[name]["properties"]), name
         assert fields <= set(schemas[name]["required"]), name
+
+
+@pytest.mark.unit
+def test_no_field_the_api_sends_is_gone() -> None:
+    schemas = openapi.spec()["components"]["schemas"]
+    for name, fields in SENT_FIELDS.items():
+        assert set(fields.split()) <= set(schemas[name]["properties"]), name
+
+
+@pytest.mark.unit
+def test_the_seed_python_api_is_the_json_models() -> None:
+    assert pipeline_monitor.PipelineStatus is PipelineStatus
+    assert pipeline_monitor.RecoveryAttempt is Attempt
+    seed_attributes = {
+        PipelineStatus: SEED_FIELDS["PipelineStatus"] | {"can_publish"},
+        Attempt: {"attempt_id", "component", "success", "status", "error_message", "duration_ms"},
+    }
+    for model, attributes in seed_attributes.items():
+        assert attributes <= set(model.model_fields), model
+    assert PipelineStatus.details.fget is not None  # the seed API's name of component_details
 
 
 @pytest.mark.unit
