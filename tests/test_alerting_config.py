@@ -678,6 +678,16 @@ def test_escalation_holds_back_failing_repairs(alertmanager: RunningAlertmanager
     alertmanager.wait_for_state(escalated, "active")
 
 
+def test_storage_full_soon_holds_back_filling_up(alertmanager: RunningAlertmanager) -> None:
+    full_soon = labels("PipelineStorageFullSoon", "storage", "a:8000")
+    filling_up = labels("PipelineStorageFillingUp", "storage", "a:8000")
+    filling_up_elsewhere = labels("PipelineStorageFillingUp", "archive", "a:8000")
+    alertmanager.post(full_soon, filling_up, filling_up_elsewhere)
+    alertmanager.wait_for_state(filling_up, "suppressed")
+    alertmanager.wait_for_state(filling_up_elsewhere, "active")
+    alertmanager.wait_for_state(full_soon, "active")
+
+
 def test_heartbeat_receives_the_watchdog(alertmanager: RunningAlertmanager, sink: Sink) -> None:
     alertmanager.post(WATCHDOG)
     deadline = time.monotonic() + 10
