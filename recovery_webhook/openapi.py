@@ -99,6 +99,50 @@ SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "ErrorBudget": {
+        "type": "object",
+        "description": "The publishing SLO over slo.window: of the time the monitor watched,"
+        " the share when articles could be published, against slo.objective.",
+        "required": [
+            "objective_percentage",
+            "window_seconds",
+            "sli_percentage",
+            "observed_seconds",
+            "unavailable_seconds",
+            "error_budget_seconds",
+            "error_budget_remaining_percentage",
+        ],
+        "properties": {
+            "objective_percentage": {"type": "number", "examples": [99.5]},
+            "window_seconds": {"type": "number", "examples": [2592000]},
+            "sli_percentage": {
+                **_NULLABLE_NUMBER,
+                "description": "Share of the observed time when articles could be published;"
+                " null before anything was measured.",
+            },
+            "observed_seconds": {
+                "type": "number",
+                "minimum": 0,
+                "description": "Time in the window the monitor watched (it counts neither"
+                " way while it was stopped).",
+            },
+            "unavailable_seconds": {
+                "type": "number",
+                "minimum": 0,
+                "description": "Of the observed time, how long articles could not be published.",
+            },
+            "error_budget_seconds": {
+                "type": "number",
+                "minimum": 0,
+                "description": "The unavailable time the objective allows in the observed time.",
+            },
+            "error_budget_remaining_percentage": {
+                **_NULLABLE_NUMBER,
+                "description": "100 untouched, 0 spent, negative overspent; null before"
+                " anything was measured.",
+            },
+        },
+    },
     "PipelineStatus": {
         "type": "object",
         "required": [
@@ -145,6 +189,7 @@ SCHEMAS: dict[str, Any] = {
                 "type": "object",
                 "properties": {k: _NULLABLE_NUMBER for k in ("24h", "7d", "30d")},
             },
+            "slo": {"$ref": "#/components/schemas/ErrorBudget"},
             "component_details": {
                 "type": "object",
                 "additionalProperties": {
@@ -298,6 +343,7 @@ SCHEMAS: dict[str, Any] = {
                 },
             },
             "components": {"type": "object"},
+            "slo": {"$ref": "#/components/schemas/ErrorBudget"},
         },
     },
     "History": {
