@@ -10,12 +10,13 @@ profile: ``$__interval`` 1s (15 min over about 1,000 points), ``$__rate_interval
 4s (four scrape intervals), ``$__range`` 15m, ``$component`` All.
 
 No panel is exempt. The ones that could be empty get their data from the
-stack's set-up (and the error budget's from a wait for its rule group): "Firing alerts" (``ALERTS``) always has the Watchdog; "Alerts firing
+stack's set-up: "Firing alerts" (``ALERTS``) always has the Watchdog; "Alerts firing
 now" counts with ``or vector(0)``; "Active storage target" has the storage
 component's secondary directory; queue, database and storage panels have their
 probes. Recovery panels need at least one repair: the scenarios of
 test_e2e_scenarios.py leave several, and when this test runs alone it asks for one
-(POST /api/pipeline/recovery/database, whose restart hook succeeds).
+(POST /api/pipeline/recovery/database, whose restart hook succeeds). The error
+budget's panels wait for their rule group to have run.
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ def test_every_dashboard_query_returns_data(stack: Stack) -> None:
     # The SLO's long windows have a rule group of their own (every 4 s on this
     # profile); the budget left also needs the objective's group to have run once.
     wait_for(
-        lambda: stack.query("pipeline:publishing_error_budget_remaining:ratio")
-        and stack.query("pipeline:component_error_budget_remaining:ratio"),
+        lambda: (
+            stack.query("pipeline:publishing_error_budget_remaining:ratio")
+            and stack.query("pipeline:component_error_budget_remaining:ratio")
+        ),
         30,
         "Prometheus has recorded the error budget",
     )
