@@ -145,12 +145,39 @@ class _RotatingFile:
         self._file.close()
 
 
+class HealthCheckSampler:
+    """Which checks get a HEALTH_CHECK line with ``audit.health_check_every: N``.
+
+    A component's first check, a check whose status differs from the previous
+    one, and otherwise one check in N: a reader knows every change, and each
+    component's state at least every N checks. At a thousand components the
+    lines of every check are most of the audit volume (docs/BENCHMARKS.md).
+    Called from the event loop only.
+    """
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        # component -> (status of its last check, checks since its last line)
+        self._last: dict[str, tuple[str, int]] = {}
+
+    def due(self, component: str, status: str) -> bool:
+        last = self._last.get(component)
+        if last is None or last[0] != status or last[1] + 1 >= self.every:
+            self._last[component] = (status, 0)
+            return True
+        self._last[component] = (status, last[1] + 1)
+        return False
+
+
 class AuditLog:
     """Writes audit events. One per monitor; ``stream=False`` writes no stream."""
 
     def __init__(self, config: AuditConfig, stream: Any = None, name: str = LOGGER_NAME) -> None:
         self.name = name
         self._renderer = _Renderer(name, config.format == "json")
+        self._sampler = (
+            HealthCheckSampler(config.health_check_every) if config.health_check_every > 1 else None
+        )
         self._stream: IO[str] | None = None if stream is False else (stream or sys.stderr)
         self._file = (
             _RotatingFile(Path(config.file), config.max_bytes, config.backup_count)
@@ -232,6 +259,8 @@ class AuditLog:
     def health_check(
         self, component: str, status: str, latency_ms: float, error: str | None
     ) -> None:
+        if self._sampler is not None and not self._sampler.due(component, status):
+            return
         fields: dict[str, Any] = {
             "component": component,
             "status": status,

@@ -100,6 +100,12 @@ class AuditConfig(StrictModel):
     format: Literal["text", "json"] = "text"
     max_bytes: Bytes = 10 * 2**20
     backup_count: int = Field(default=5, ge=0)
+    health_check_every: int = Field(
+        default=1,
+        ge=1,
+        description="1: a HEALTH_CHECK line for every check (the seed's behaviour); N: only"
+        " when a component's status changes, and otherwise for one check in N",
+    )
 
 
 class AlertWebhookConfig(StrictModel):

@@ -7,7 +7,7 @@ import zoneinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 
 from exporter.config import MonitorConfig
 from exporter.probes.base import SecretsFromFiles, StrictModel
@@ -102,12 +102,57 @@ class StatusPageConfig(StrictModel):
         return name
 
 
+def _ratio(value: object) -> object:
+    """A ratio from ``0.995`` or ``"99.5%"``; 99.5 alone is refused, not guessed."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            # Rounded: 99.9 / 100 is 0.9990000000000001 in binary floating point.
+            return round(float(value.strip()[:-1]) / 100, 12)
+        except ValueError:
+            raise ValueError(
+                "expected a ratio such as 0.995 or a percentage such as '99.5%'"
+            ) from None
+    if isinstance(value, int | float) and 1 <= value <= 100:
+        raise ValueError(f"a ratio is below 1: write {value / 100:g} or '{value:g}%'")
+    return value
+
+
+class SloConfig(StrictModel):
+    """The publishing objective: the share of time articles can be published.
+
+    The monitor exports the objective (pipeline_slo_objective_ratio), and the
+    recording and burn-rate rules of alert_rules.yml derive every threshold from
+    that series, so this is the one place to change it. The rules count the
+    error budget over 30 days, the window the SRE workbook's burn rates are
+    computed for; ``window`` sets the one the monitor reports.
+    """
+
+    objective: Annotated[float, BeforeValidator(_ratio)] = Field(
+        default=0.995,
+        gt=0,
+        lt=1,
+        description="share of the window when articles can be published (0.995 or '99.5%')",
+    )
+    window: Seconds = Field(default=30 * 86400.0, description="where the error budget is counted")
+
+
 class AppConfig(MonitorConfig):
     server: ServerConfig = ServerConfig()
     api: ApiConfig = ApiConfig()
     recovery: RecoveryConfig = RecoveryConfig()
     history: HistoryConfig = HistoryConfig()
     status_page: StatusPageConfig = StatusPageConfig()
+    slo: SloConfig = SloConfig()
+
+    @model_validator(mode="after")
+    def _slo_window_is_kept(self) -> AppConfig:
+        if self.slo.window > self.history.retention:
+            raise ValueError(
+                f"slo.window: {self.slo.window / 86400:g} days is longer than"
+                f" history.retention ({self.history.retention / 86400:g} days): the error"
+                " budget is counted from the history of the whole window"
+            )
+        return self
 
     @model_validator(mode="after")
     def _rules_name_components(self) -> AppConfig:

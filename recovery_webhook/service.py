@@ -16,6 +16,7 @@ from exporter.audit import AuditLog
 from exporter.model import Status
 from exporter.monitor import Monitor
 from exporter.state import Transition
+from recovery_webhook import slo
 from recovery_webhook.config import AppConfig
 from recovery_webhook.editor import EditorView, editor_view, incident_view, iso
 from recovery_webhook.engine import RecoveryEngine
@@ -26,6 +27,7 @@ from recovery_webhook.schemas import (
     Attempt,
     ComponentChecks,
     ComponentDetail,
+    ErrorBudget,
     HistoryEvent,
     Incident,
     MetricsSummary,
@@ -79,6 +81,7 @@ class PipelineService:
         self.monitor = Monitor(config, audit=self.audit)
         self.history = History(config.history_path, config.history.retention)
         self.engine = RecoveryEngine(config, self.monitor, self.history, self.audit)
+        slo.export_objective(self.monitor.registry, config.slo)
         self.started_at = time.time()
         self._can_publish: bool | None = None
         self._counted = {name: (0, 0) for name in config.components}
@@ -233,24 +236,14 @@ class PipelineService:
     async def _uptime(self, window: float, now: float) -> float | None:
         """Share of the observed time in ``window`` when articles could be published."""
         start = now - window
-        known, up = False, False
-        cursor, observed, published = start, 0.0, 0.0
-        for ts, kind, data in await self.history.transitions_since(start):
-            ts = max(ts, start)
-            if known:
-                observed += ts - cursor
-                published += (ts - cursor) if up else 0.0
-            cursor = ts
-            if kind == "publishing":
-                known, up = True, bool(data.get("can_publish"))
-            else:  # the monitor started or stopped: unknown until it has checked again
-                known = False
-        if known:
-            observed += now - cursor
-            published += (now - cursor) if up else 0.0
-        if observed <= 0:
-            return None
-        return round(100.0 * published / observed, 3)
+        ratio = slo.availability(await self.history.transitions_since(start), start, now).ratio
+        return None if ratio is None else round(100.0 * ratio, 3)
+
+    async def error_budget(self, now: float | None = None) -> ErrorBudget:
+        """The publishing SLO's figures over ``slo.window`` (``slo`` of status and metrics)."""
+        now = time.time() if now is None else now
+        budget = await slo.publishing_budget(self.history, self.config.slo, now)
+        return ErrorBudget.model_validate(budget.as_json())
 
     async def status(self) -> PipelineStatus:
         state = self.monitor.state
@@ -283,6 +276,7 @@ class PipelineService:
             stale=view.state == "unknown" and state.overall_status() is not Status.UNKNOWN,
             timestamp=iso(now),
             uptime=uptime,
+            slo=await self.error_budget(now),
             component_details={name: self._detail(name) for name in state.components},
         )
 
@@ -357,6 +351,7 @@ class PipelineService:
                 dry_runs=stats.get("dry_run", 0),
             ),
             components=per_component,
+            slo=await self.error_budget(),
         )
 
     async def history_events(self, limit: int) -> list[HistoryEvent]:

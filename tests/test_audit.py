@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from helpers import StandinService, wait_until_sync
 
-from exporter.audit import LOGGER_NAME, AuditLog
-from exporter.config import AuditConfig, MonitorConfig, load_config
+from exporter.audit import LOGGER_NAME, AuditLog, HealthCheckSampler
+from exporter.config import AuditConfig, ConfigError, MonitorConfig, load_config
 from exporter.monitor import Monitor
 
 pytestmark = pytest.mark.integration
@@ -137,6 +137,87 @@ async def test_json_lines(
     assert len(health) == 4
     assert {r["status"] for r in health} == {"healthy", "unhealthy"}
     assert PASSWORD not in audit_file.read_text()
+
+
+async def test_health_checks_on_a_change_and_every_n_checks(
+    tmp_path: Path,
+    make_monitor: Callable[..., Monitor],
+    standin_service: StandinService,
+    unused_port: int,
+) -> None:
+    audit_file = tmp_path / "audit.log"
+    path = config_file(
+        tmp_path,
+        "audit: {health_check_every: 3}\n" + components(standin_service.url, unused_port),
+    )
+    config = load_config(MonitorConfig, path, environ={"AUDIT_LOG_FILE": str(audit_file)})
+    assert config.audit.health_check_every == 3
+    # validation_service: healthy for 5 checks, unhealthy for 4, healthy again.
+    # database: unhealthy throughout.
+    await run_monitor(
+        make_monitor, config, lambda: [5, standin_service.error, 4, standin_service.ok, 1]
+    )
+
+    matches = [m for m in map(LINE.match, audit_file.read_text().splitlines()) if m]
+    checks = [json.loads(m["payload"]) for m in matches if m["event"] == "HEALTH_CHECK"]
+
+    def statuses(component: str) -> list[str]:
+        return [c["status"] for c in checks if c["component"] == component]
+
+    # Checks 1 (the first) and 4 (third since), 6 (a change) and 9, 10 (a change).
+    assert statuses("validation_service") == [
+        "healthy",
+        "healthy",
+        "unhealthy",
+        "unhealthy",
+        "healthy",
+    ]
+    assert statuses("database") == ["unhealthy"] * 4  # checks 1, 4, 7, 10
+    # Other events are never thinned out.
+    failures = [m["payload"] for m in matches if m["event"] == "FAILURE_DETECTED"]
+    assert sorted(f.split(",")[0] for f in failures) == [
+        "component=database",
+        "component=validation_service",
+    ]
+
+
+@pytest.mark.unit
+def test_the_sampler_writes_changes_and_one_check_in_n() -> None:
+    sampler = HealthCheckSampler(every=4)
+    written = [
+        sampler.due("db", status) for status in ["healthy"] * 9 + ["degraded", "healthy", "healthy"]
+    ]
+    assert written == [True, False, False, False, True, False, False, False, True] + [
+        True,
+        True,
+        False,
+    ]
+    assert sampler.due("queue", "healthy"), "each component on its own"
+
+
+@pytest.mark.unit
+def test_every_check_is_written_by_default(tmp_path: Path) -> None:
+    audit_file = tmp_path / "audit.log"
+    config = AuditConfig(file=audit_file)
+    assert config.health_check_every == 1
+    audit = AuditLog(config, stream=False)
+    try:
+        for _ in range(5):
+            audit.health_check("network", "healthy", 1.0, None)
+    finally:
+        audit.close()
+    assert audit_file.read_text().count("HEALTH_CHECK") == 5
+
+
+@pytest.mark.unit
+def test_health_check_every_must_be_a_positive_count(tmp_path: Path) -> None:
+    path = config_file(
+        tmp_path,
+        "audit: {health_check_every: 0}\n"
+        "components: {network: {probes: [{type: tcp, targets: ['127.0.0.1:5432']}]}}\n",
+    )
+    with pytest.raises(ConfigError, match=r"audit\.health_check_every: Input should be greater"):
+        load_config(MonitorConfig, path, environ={})
 
 
 def test_rotation_of_the_file_named_by_audit_log_file(tmp_path: Path) -> None:

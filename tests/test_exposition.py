@@ -195,6 +195,7 @@ async def test_promtool_and_openmetrics_on_a_live_scrape(
     assert value("pipeline_storage_active_target", component="storage", target="secondary") == 0
     assert value("pipeline_probe_failures_total", component="archive") >= 1
     assert value("pipeline_check_interval_seconds") == 1
+    assert value("pipeline_slo_objective_ratio") == 0.995
     assert "in the background" in families["pipeline_component_up"].documentation
 
     content_type, om = await scrape(running_monitor.url, OPENMETRICS)

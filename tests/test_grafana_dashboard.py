@@ -30,6 +30,7 @@ DASHBOARD = ROOT / "grafana" / "dashboards" / "pipeline-recovery.json"
 DATASOURCES = ROOT / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 PROVIDERS = ROOT / "grafana" / "provisioning" / "dashboards" / "pipeline.yml"
 METRICS_DOC = ROOT / "docs" / "metrics.md"
+RULES = ROOT / "alert_rules.yml"
 
 # Grafana 10.0 writes schemaVersion 38, 11.x 39 to 41: a dashboard newer than the
 # Grafana that loads it is not migrated and may lose options.
@@ -154,8 +155,16 @@ def documented_metrics() -> dict[str, set[str]]:
     return metrics
 
 
+def recorded_series() -> set[str]:
+    """The names that the recording rules of alert_rules.yml record."""
+    groups = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
+    return {rule["record"] for group in groups for rule in group["rules"] if "record" in rule}
+
+
 # A metric name and its optional selector braces, outside of label matchers.
 _SELECTOR = re.compile(r"\b(pipeline_\w+)\s*(\{[^}]*\})?")
+# A recorded series (level:metric:operations) and its optional selector braces.
+_RECORDED = re.compile(r"\b(pipeline:\w+:\w+)\s*(\{[^}]*\})?")
 
 
 # -- provisioning -------------------------------------------------------------------
@@ -256,8 +265,27 @@ def test_queries_use_the_documented_metrics_and_follow_the_component_variable() 
         assert name in used
 
 
+def test_recorded_series_exist_and_follow_the_component_variable() -> None:
+    recorded = recorded_series()
+    used = set()
+    for title, expr in raw_queries():
+        for match in _RECORDED.finditer(expr):
+            name, selector = match[1], match[2] or ""
+            used.add(name)
+            assert name in recorded, f"{title}: {name} is not recorded by alert_rules.yml"
+            if name.startswith("pipeline:component_"):
+                assert 'component=~"$component"' in selector, (
+                    f"{title}: {name} must be filtered by the component variable"
+                )
+    # The error budget left, for publishing and per component.
+    assert {
+        "pipeline:publishing_error_budget_remaining:ratio",
+        "pipeline:component_error_budget_remaining:ratio",
+    } <= used
+
+
 def test_queries_name_no_other_metrics() -> None:
-    known = set(documented_metrics()) | FOREIGN_METRICS
+    known = set(documented_metrics()) | FOREIGN_METRICS | recorded_series()
     keywords = {
         "by",
         "without",

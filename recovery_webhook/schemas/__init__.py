@@ -9,6 +9,7 @@ are these same models. One module per concern:
 * :mod:`.attempts`: a repair attempt and its actions;
 * :mod:`.editor`: the editors' message, its components and incidents;
 * :mod:`.history`: history events and the check and recovery totals;
+* :mod:`.slo`: the publishing SLO's error budget;
 * :mod:`.answers`: the webhook's answer, errors, liveness.
 
 Alertmanager's payload is validated by the TypedDicts of
@@ -43,6 +44,7 @@ from recovery_webhook.schemas.history import (
     MetricsSummary,
     RecoveryStats,
 )
+from recovery_webhook.schemas.slo import ErrorBudget
 from recovery_webhook.schemas.status import (
     ComponentDetail,
     PipelineStatus,
@@ -65,6 +67,7 @@ __all__ = [
     "EditorMessage",
     "EditorState",
     "ErrorBody",
+    "ErrorBudget",
     "Health",
     "HistoryEvent",
     "HistoryLimit",

@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import ConfigDict, Field
 
 from recovery_webhook.schemas.base import Body, Timestamp
+from recovery_webhook.schemas.slo import ErrorBudget
 
 HISTORY_LIMIT_DEFAULT = 50
 HISTORY_LIMIT_MAX = 1000
@@ -68,3 +69,4 @@ class MetricsSummary(Body):
     """Percent of checks that did not find the component unhealthy."""
     recovery_stats: RecoveryStats
     components: dict[str, ComponentChecks]
+    slo: ErrorBudget

@@ -12,6 +12,7 @@ from exporter.model import ProbeResult, Status
 from recovery_webhook.schemas.attempts import Attempt
 from recovery_webhook.schemas.base import DOCUMENTED, Body, Timestamp
 from recovery_webhook.schemas.editor import EditorState, Uptime
+from recovery_webhook.schemas.slo import ErrorBudget
 
 
 class ProbeDetail(Body):
@@ -93,6 +94,7 @@ class PipelineStatus(Body):
     uptime: Uptime
     """Share of each window when articles could be published; null before
     anything was measured."""
+    slo: ErrorBudget
     component_details: dict[str, ComponentDetail]
 
     @property

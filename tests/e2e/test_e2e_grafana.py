@@ -15,7 +15,8 @@ now" counts with ``or vector(0)``; "Active storage target" has the storage
 component's secondary directory; queue, database and storage panels have their
 probes. Recovery panels need at least one repair: the scenarios of
 test_e2e_scenarios.py leave several, and when this test runs alone it asks for one
-(POST /api/pipeline/recovery/database, whose restart hook succeeds).
+(POST /api/pipeline/recovery/database, whose restart hook succeeds). The error
+budget's panels wait for their rule group to have run.
 """
 
 from __future__ import annotations
@@ -38,6 +39,16 @@ def test_every_dashboard_query_returns_data(stack: Stack) -> None:
         lambda: stack.query("sum(pipeline_recovery_attempts_total) > 0"),
         15,
         "Prometheus has scraped a repair",
+    )
+    # The SLO's long windows have a rule group of their own (every 4 s on this
+    # profile); the budget left also needs the objective's group to have run once.
+    wait_for(
+        lambda: (
+            stack.query("pipeline:publishing_error_budget_remaining:ratio")
+            and stack.query("pipeline:component_error_budget_remaining:ratio")
+        ),
+        30,
+        "Prometheus has recorded the error budget",
     )
 
     queries = dashboard_queries(**VARIABLES)
