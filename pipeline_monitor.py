@@ -33,8 +33,8 @@ from exporter.config import load_config
 from exporter.model import Status
 from exporter.state import Transition
 from recovery_webhook.config import AppConfig
-from recovery_webhook.history import AttemptRow
 from recovery_webhook.service import PipelineService
+from recovery_webhook.store import AttemptRow
 
 __all__ = [
     "ComponentName",

@@ -151,7 +151,7 @@ class AlertsRepo:
                 a.component,
                 dumps(a.labels),
                 a.status,
-                a.repair,
+                str(a.repair),
                 a.first_seen,
                 a.last_seen,
                 delivered,

@@ -72,6 +72,14 @@ class MonitorsRepo:
         result: tuple[float, list[MonitorRow]] = await self._store.call(query)
         return result
 
+    async def mark_stopped(self, incarnation: str) -> None:
+        """Record that a monitor has stopped (its end is in the history)."""
+
+        def write(db: Db) -> None:
+            db.run("UPDATE monitors SET stopped = 1 WHERE incarnation = ?", (incarnation,))
+
+        await self._store.call(write)
+
     async def forget(self, incarnations: list[str]) -> None:
         """Drop the rows of monitors that are gone (their end is in the history)."""
         if not incarnations:

@@ -81,6 +81,23 @@ def wait_until_sync(
         time.sleep(0.05)
 
 
+def action_context(monitor: Any, component: str, timeout: float = 10.0) -> Any:
+    """What a repair action of ``component`` sees when ``monitor`` runs it."""
+    from recovery_webhook.actions import ActionContext
+
+    async def reset_clients() -> int:
+        await monitor.scheduler.reset(component)
+        return len(monitor.scheduler.probes[component])
+
+    return ActionContext(
+        component=component,
+        probes=monitor.config.components[component].probes,
+        session=monitor.context.session,
+        reset_clients=reset_clients,
+        timeout=timeout,
+    )
+
+
 # -- configs and payloads ----------------------------------------------------------
 
 
