@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from helpers import console_script
-from store.test_store_migration import release_1_history
 
 from recovery_webhook.store.postgres import PostgresStore
+from store.test_store_migration import release_1_history
 
 pytestmark = pytest.mark.integration
 
