@@ -93,9 +93,15 @@ class Group:
         self._task: asyncio.Task[None] | None = None
         self._soon = asyncio.Event()
         self._refreshed = asyncio.Event()
+        self._refreshed_at = 0.0
+        self._beats: list[Callable[[], None]] = []
 
     def on_refresh(self, listener: Callable[[Snapshot], Awaitable[None]]) -> None:
         self._listeners.append(listener)
+
+    def on_beat(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` at every beat, whether or not the store answered."""
+        self._beats.append(listener)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._beat_forever(), name="group")
@@ -136,6 +142,11 @@ class Group:
                 pass  # the store says so itself; the view is what this monitor sees
             except Exception:  # the group loop must outlive one bad round
                 log.exception("refreshing the group's view failed")
+            for beat in self._beats:
+                try:
+                    beat()
+                except Exception:
+                    log.exception("a group listener failed")
             # asyncio.wait, not wait_for: before Python 3.12, wait_for swallows a
             # cancellation that comes as the event is set, and stop() would hang.
             soon = asyncio.ensure_future(self._soon.wait())
@@ -163,6 +174,7 @@ class Group:
         attempts = await store.attempts.last_per_component()
         snapshot = Snapshot(now, live, gone, leases, settings, attempts)
         self.snapshot = snapshot
+        self._refreshed_at = time.monotonic()
         for listener in self._listeners:
             try:
                 await listener(snapshot)
@@ -176,8 +188,11 @@ class Group:
     # -- what the group sees -------------------------------------------------------------
 
     def others(self) -> list[MonitorRow]:
-        """The other live monitors (none while the store is unreachable)."""
+        """The other live monitors (none while the store is unreachable, or when
+        the last refresh is too old to say)."""
         if self.snapshot is None or not self.store.available:
+            return []
+        if time.monotonic() - self._refreshed_at > self.liveness:
             return []
         return [m for m in self.snapshot.monitors if m.incarnation != self.incarnation]
 

@@ -113,6 +113,9 @@ class PipelineService:
             await self.reaper.start()
             stack.push_async_callback(self.reaper.stop)
             self.group.on_refresh(self.recorder.refresh)
+            # Also while the store is unreachable: what the group sees may change
+            # as the others' views age out.
+            self.group.on_beat(self.recorder.record_changes)
             await self.engine.start()
             stack.push_async_callback(self.engine.stop)
             self.monitor.state.add_listener(self._on_transition)
