@@ -20,6 +20,7 @@ from recovery_webhook.config import AppConfig
 from recovery_webhook.editor import iso
 from recovery_webhook.engine import RepairInProgress, UnknownComponent
 from recovery_webhook.service import PipelineService
+from recovery_webhook.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         # A 405 must say which methods the resource takes (RFC 9110 section 15.5.6).
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
+    except StoreUnavailable:
+        # A read of the history, or a repair (which needs the store's lease).
+        response = error(503, "the history store is unreachable; try again shortly")
+        response.headers["Retry-After"] = "5"
     except Exception:
         if not path.startswith("/api/"):
             raise

@@ -189,7 +189,7 @@ class Group:
 
     def assert_no_overlap(self) -> None:
         runs = self.repairs()
-        for (_, end, how), (start, _, _) in zip(runs, runs[1:], strict=False):
+        for (_, end, _), (start, _, _) in zip(runs, runs[1:], strict=False):
             assert end is not None and end <= start, f"two repair commands at once: {runs}"
 
 

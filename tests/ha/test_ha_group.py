@@ -216,8 +216,11 @@ async def test_the_store_hung_then_refused_repairs_nothing_and_loses_nothing(
             await store_proxy.pass_through()
 
             async def caught_up() -> bool:
-                status = await b.get("/api/pipeline/status")
-                return status["history"]["available"] and status["history"]["buffered_rows"] == 0
+                for monitor in (a, b):
+                    history = (await monitor.get("/api/pipeline/status"))["history"]
+                    if not history["available"] or history["buffered_rows"]:
+                        return False
+                return True
 
             await wait_until(caught_up, timeout=30, message="the history catches up")
             history = (await a.get("/api/pipeline/history?limit=1000"))["events"]
