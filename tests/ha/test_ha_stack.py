@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 import yaml
-from ha.ha_support import Group, attempts
-
 from recovery.recovery_support import TOKEN, free_port, wait_until
+
+from ha.ha_support import Group, attempts
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "deploy"))
