@@ -77,6 +77,12 @@ def _merged(values: list[Any]) -> list[Any]:
     return [value for row in rows.values() for value in row]
 
 
+def _sorted_rows(values: list[Any], width: int, column: int) -> list[Any]:
+    rows = [values[i : i + width] for i in range(0, len(values), width)]
+    rows.sort(key=lambda row: row[column] or "")
+    return [value for row in rows for value in row]
+
+
 class AlertWrite:
     """Received alerts and their events, in one transaction; back-to-back
     writes become multi-row statements."""
@@ -95,10 +101,16 @@ class AlertWrite:
     @classmethod
     def run_together(cls, db: Db, jobs: Sequence[AlertWrite]) -> None:
         alerts = [v for job in jobs for v in job.alert_values]
+        events = [v for job in jobs for v in job.event_values]
         if len(jobs) > 1:
             alerts = _merged(alerts)
+        if db.dialect.lock_row:
+            # Several monitors write the same alerts at once: rows locked in one
+            # order (by key) can never deadlock against each other.
+            alerts = _sorted_rows(alerts, ALERT_WIDTH, 0)
+            events = _sorted_rows(events, EVENT_WIDTH, 5)
         db.insert_rows(_UPSERT.replace("{greatest}", db.dialect.greatest), ALERT_WIDTH, alerts)
-        db.insert_rows(INSERT_EVENTS, EVENT_WIDTH, [v for job in jobs for v in job.event_values])
+        db.insert_rows(INSERT_EVENTS, EVENT_WIDTH, events)
 
 
 class TouchAlerts:
@@ -113,7 +125,10 @@ class TouchAlerts:
     def __call__(self, db: Db) -> None:
         greatest = db.dialect.greatest
         if db.dialect.name != "sqlite" or _SQLITE_UPDATE_FROM:
-            values = [value for row in self.counts for value in row]
+            counts = (
+                sorted(self.counts, key=lambda row: row[2]) if db.dialect.lock_row else self.counts
+            )
+            values = [value for row in counts for value in row]
             db.insert_rows(_TOUCH.format(greatest=greatest), 3, values)
             return
         for count, last_seen, key in self.counts:
