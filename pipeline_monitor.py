@@ -196,11 +196,11 @@ class PipelineHealthMonitor:
     # -- the seed's calls --------------------------------------------------------
 
     def get_pipeline_status(self, timeout: float = 10.0) -> PipelineStatus:
-        return self._call(self.service.status()).result(timeout)
+        return self._call(self.service.answers.status()).result(timeout)
 
     def get_editor_message(self) -> str:
         async def message() -> str:
-            return self.service.editor().message
+            return self.service.answers.editor().message
 
         return self._call(message()).result(10.0)
 

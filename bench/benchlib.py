@@ -18,9 +18,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -276,3 +277,44 @@ def _wait(
             pass
         time.sleep(0.05)
     raise BenchError(f"{name} {not_ready} after {timeout:g} s: {tail(log)}")
+
+
+# -- the history store ---------------------------------------------------------------------
+
+#: The PostgreSQL server the benchmarks make their throwaway stores on.
+POSTGRES_DSN = os.environ.get(
+    "PIPELINE_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@contextlib.contextmanager
+def throwaway_database(dsn: str = POSTGRES_DSN) -> Iterator[str]:
+    """A fresh PostgreSQL database on ``dsn``'s server (its URL), dropped afterwards."""
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    name = f"pm_bench_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        raise BenchError(f"cannot create a database on {dsn}: {exc}") from None
+    try:
+        yield urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def history(where: str | Path) -> Any:
+    """A DB-API connection to a history store: a postgresql:// URL, or a SQLite
+    file (read-only)."""
+    if isinstance(where, str) and where.startswith(("postgresql://", "postgres://")):
+        import psycopg
+
+        return psycopg.connect(where, autocommit=True)
+    import sqlite3
+
+    return sqlite3.connect(f"file:{where}?mode=ro", uri=True, timeout=5)

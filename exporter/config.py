@@ -179,6 +179,11 @@ class MonitorConfig(StrictModel):
                     )
         return self
 
+    @classmethod
+    def environment_overrides(cls, data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+        """A subclass's own environment variables, applied after the seed's."""
+        return data
+
     def display_name(self, component: str) -> str:
         configured = self.components[component].display_name
         return configured or DEFAULT_DISPLAY_NAMES.get(component) or component.replace("_", " ")
@@ -260,7 +265,7 @@ def load_config(
     if "components" not in data:
         state_dir = env.get(ENV_STATE_DIR) or data.get("state_dir") or _default_state_dir()
         data = {**default_config_data(Path(state_dir)), **data}
-    data = apply_environment(data, env)
+    data = model.environment_overrides(apply_environment(data, env), env)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

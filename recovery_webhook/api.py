@@ -30,6 +30,7 @@ from recovery_webhook.schemas import (
     WebhookAnswer,
 )
 from recovery_webhook.service import PipelineService
+from recovery_webhook.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         # A 405 must say which methods the resource takes (RFC 9110 section 15.5.6).
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
+    except StoreUnavailable:
+        # A read of the history, or a repair (which needs the store's lease).
+        response = error(503, "the history store is unreachable; try again shortly")
+        response.headers["Retry-After"] = "5"
     except Exception:
         if not path.startswith("/api/"):
             raise
@@ -183,14 +188,14 @@ def _without_outputs(data: Any) -> Any:
 
 
 async def pipeline_status(request: web.Request) -> web.Response:
-    return json_response(for_reader(request, await request.app[SERVICE].status()))
+    return json_response(for_reader(request, await request.app[SERVICE].answers.status()))
 
 
 async def editor_message(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     page = request.app[CONFIG].status_page
     now = time.time()
-    view = service.editor(now)
+    view = service.answers.editor(now)
     return json_response(
         EditorMessage(
             message=view.message,
@@ -206,8 +211,9 @@ async def editor_message(request: web.Request) -> web.Response:
             notified_at=iso(view.notified_at),
             components=[c.body() for c in view.components],
             # What the status page shows besides the message (same source, same moment).
-            incidents=await service.incidents(now),
-            uptime=await service.uptime(now),
+            incidents=await service.answers.incidents(now),
+            uptime=await service.answers.uptime(now),
+            history_available=service.store.available,
             title=page.title,
             refresh_seconds=page.refresh_seconds,
             timezone=page.timezone,
@@ -229,13 +235,13 @@ async def manual_recovery(request: web.Request) -> web.Response:
 
 
 async def pipeline_metrics(request: web.Request) -> web.Response:
-    return json_response(await request.app[SERVICE].metrics_summary())
+    return json_response(await request.app[SERVICE].answers.metrics_summary())
 
 
 async def force_check(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     await service.force_check()
-    return json_response(await service.status())
+    return json_response(await service.answers.status())
 
 
 async def history(request: web.Request) -> web.Response:
@@ -247,7 +253,7 @@ async def history(request: web.Request) -> web.Response:
             f"limit must be a whole number from 1 to {HISTORY_LIMIT_MAX}, got {raw!r}",
             field="limit",
         )
-    events = await request.app[SERVICE].history_events(limit)
+    events = await request.app[SERVICE].answers.history_events(limit)
     page = HistoryPage(events=events, count=len(events), limit=limit)
     return json_response(for_reader(request, page))
 

@@ -1,4 +1,4 @@
-"""The ``pipeline-monitor`` command: run, check-config, probe."""
+"""The ``pipeline-monitor`` command: run, check-config, probe, migrate-history."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -16,6 +17,7 @@ from exporter.audit import AuditLog
 from exporter.config import ConfigError, format_validation_error, load_config
 from exporter.model import Status
 from exporter.monitor import Monitor
+from exporter.probes.base import redact_url
 from recovery_webhook.config import AppConfig, ServerConfig
 from recovery_webhook.schemas import ProbeComponent, ProbeDetail, ProbeReport
 
@@ -45,10 +47,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     probe.add_argument("--config", help="YAML config (default: $PIPELINE_CONFIG or built-in)")
     probe.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    migrate = commands.add_parser(
+        "migrate-history",
+        help="copy a single node's SQLite history into a PostgreSQL store (safe to re-run)",
+    )
+    migrate.add_argument(
+        "--to",
+        required=True,
+        metavar="URL",
+        help="the PostgreSQL store, postgresql://user@host:port/database",
+    )
+    migrate.add_argument("--config", help="YAML config whose history file to copy")
+    migrate.add_argument(
+        "--from",
+        dest="source",
+        metavar="FILE",
+        help="the SQLite history file (default: the config's, state_dir/history.sqlite3)",
+    )
+
     args = parser.parse_args(argv)
     try:
         if args.command == "check-config":
             return check_config(args.file)
+        if args.command == "migrate-history":
+            return migrate_history(args.to, args.config, args.source)
         if args.command == "probe":
             return asyncio.run(probe_once(args.config, args.json))
         return run_service(args)
@@ -128,6 +150,23 @@ def format_table(report: ProbeReport) -> str:
     lines.append("")
     lines.append(f"overall: {report.overall_status.value.upper()} ({verdict})")
     return "\n".join(line.rstrip() for line in lines)
+
+
+def migrate_history(url: str, config_path: str | None, source: str | None) -> int:
+    from recovery_webhook.store import StoreError, is_postgres_url, migrate
+
+    if not is_postgres_url(url):
+        raise ConfigError(f"--to: expected a postgresql:// URL, got scheme {url.split(':')[0]!r}")
+    path = Path(source) if source else load_config(AppConfig, config_path).history_path
+    try:
+        copied = asyncio.run(migrate.migrate_history(path, url))
+    except (StoreError, FileNotFoundError) as exc:
+        print(f"pipeline-monitor: migrate-history: {exc}", file=sys.stderr)
+        return 1
+    print(f"copied {path} into {redact_url(url)}:")
+    for line in copied.lines():
+        print(f"  {line}")
+    return 0
 
 
 def run_service(args: argparse.Namespace) -> int:

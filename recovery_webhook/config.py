@@ -3,17 +3,20 @@ history and status page sections."""
 
 from __future__ import annotations
 
+import socket
 import zoneinfo
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 
-from exporter.config import MonitorConfig
+from exporter.config import MonitorConfig, env_secret
 from exporter.probes.base import SecretsFromFiles, StrictModel
 from exporter.units import Bytes, Seconds
 from recovery_webhook.actions import action_config_union, default_rules
 from recovery_webhook.actions.base import ActionConfig
+from recovery_webhook.store import is_postgres_url
 
 if TYPE_CHECKING:
     ActionConfigs = ActionConfig
@@ -72,14 +75,32 @@ class RecoveryConfig(StrictModel):
         default=30.0, description="how long an action's effect is re-probed for"
     )
     verify_interval: Seconds = 2.0
+    lease_ttl: Seconds = Field(
+        default=10.0,
+        ge=1.0,
+        description="how long a monitor's hold on a repair lasts unrenewed: after its"
+        " monitor dies, another takes the repair over this long after the last renewal",
+    )
     rules: list[RecoveryRule] = Field(default_factory=default_rules, validate_default=True)
 
 
-class HistoryConfig(StrictModel):
+class HistoryConfig(SecretsFromFiles):
+    url: SecretStr | None = Field(
+        default=None,
+        description="postgresql://user@host/db: a store shared by several monitors"
+        " (PIPELINE_HISTORY_URL); unset, the SQLite file at `path`",
+    )
     path: Path | None = Field(
         default=None, description="SQLite file; default: history.sqlite3 in the state directory"
     )
     retention: Seconds = Field(default=90 * 86400.0, description="how long events are kept")
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None and not is_postgres_url(url.get_secret_value()):
+            raise ValueError("must be a postgresql:// URL (or unset, for the SQLite file)")
+        return url
 
 
 class StatusPageConfig(StrictModel):
@@ -137,6 +158,11 @@ class SloConfig(StrictModel):
 
 
 class AppConfig(MonitorConfig):
+    instance: str | None = Field(
+        default=None,
+        max_length=100,
+        description="this monitor's name in its group (PIPELINE_INSTANCE); default host:port",
+    )
     server: ServerConfig = ServerConfig()
     api: ApiConfig = ApiConfig()
     recovery: RecoveryConfig = RecoveryConfig()
@@ -168,6 +194,24 @@ class AppConfig(MonitorConfig):
                     f" component ({known})"
                 )
         return self
+
+    @classmethod
+    def environment_overrides(cls, data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+        url = env_secret(env, "PIPELINE_HISTORY_URL")
+        if url:
+            history = {k: v for k, v in (data.get("history") or {}).items() if k != "url_file"}
+            data = {**data, "history": {**history, "url": url}}
+        if env.get("PIPELINE_INSTANCE"):
+            data = {**data, "instance": env["PIPELINE_INSTANCE"]}
+        return data
+
+    def instance_name(self) -> str:
+        """This monitor's name in its group."""
+        return self.instance or f"{socket.gethostname()}:{self.server.port}"
+
+    @property
+    def history_url(self) -> str | None:
+        return self.history.url.get_secret_value() if self.history.url else None
 
     @property
     def history_path(self) -> Path:

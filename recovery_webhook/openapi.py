@@ -37,6 +37,8 @@ ERROR_WORDS = {
     404: "Unknown component; `valid_components` lists the known ones.",
     409: "A repair of this component is already running.",
     413: "Body larger than the configured limit (1 MiB by default).",
+    503: "The history store is unreachable (no repair runs without its lease); try again"
+    " after `Retry-After` seconds.",
 }
 TEXT_ERROR_WORDS = {403: "A directory, not a file.", 404: "No such file."}
 
@@ -68,7 +70,7 @@ OPERATIONS = (
         Attempt,
         "The attempt, successful or not.",
         auth=True,
-        errors=(400, 404, 409, 413),
+        errors=(400, 404, 409, 413, 503),
         parameters=(
             Parameter(
                 "component",
@@ -101,7 +103,7 @@ OPERATIONS = (
         "Events, newest first",
         HistoryPage,
         "Events.",
-        errors=(400,),
+        errors=(400, 503),
         parameters=(
             Parameter(
                 "limit",

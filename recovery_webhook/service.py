@@ -1,9 +1,11 @@
-"""The product's core, shared by the HTTP service and the seed's Python API:
-the monitor, the history, the recovery engine, and the answers they give."""
+"""The product's core, shared by the HTTP service and the seed's Python API: the
+monitor, the store, the group, the recovery engine, started and stopped together;
+:mod:`recovery_webhook.answers` says what they answer."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -13,38 +15,23 @@ from typing import Any
 
 from exporter import __version__
 from exporter.audit import AuditLog
-from exporter.model import Status
 from exporter.monitor import Monitor
 from exporter.state import Transition
 from recovery_webhook import slo
+from recovery_webhook.actions.reaper import GRACE as REAPER_GRACE
+from recovery_webhook.actions.reaper import Reaper
+from recovery_webhook.answers import Answers
 from recovery_webhook.config import AppConfig
-from recovery_webhook.editor import EditorView, editor_view, incident_view, iso
 from recovery_webhook.engine import RecoveryEngine
-from recovery_webhook.history import History
-from recovery_webhook.incidents import EVENT_KINDS as INCIDENT_EVENT_KINDS
-from recovery_webhook.incidents import derive_incidents
-from recovery_webhook.schemas import (
-    Attempt,
-    ComponentChecks,
-    ComponentDetail,
-    ErrorBudget,
-    HistoryEvent,
-    Incident,
-    MetricsSummary,
-    PipelineStatus,
-    ProbeDetail,
-    RecentFailure,
-    RecoveryStats,
-    Uptime,
-)
+from recovery_webhook.group import Group
+from recovery_webhook.leases import Leases
+from recovery_webhook.recorder import Recorder
+from recovery_webhook.schemas import Attempt
+from recovery_webhook.store import StoreError, make_store
 
 log = logging.getLogger(__name__)
 
-_DAY = 86400.0
-_HEARTBEAT = "heartbeat"
 _HOUSEKEEPING_SECONDS = 15.0
-# The newest incident-related events read to derive the recent incidents.
-_INCIDENT_EVENTS_READ = 500
 
 
 class StateDirInUse(RuntimeError):
@@ -79,284 +66,114 @@ class PipelineService:
         self.audit = audit if audit is not None else AuditLog(config.audit)
         self._owns_audit = audit is None
         self.monitor = Monitor(config, audit=self.audit)
-        self.history = History(config.history_path, config.history.retention)
-        self.engine = RecoveryEngine(config, self.monitor, self.history, self.audit)
+        self.name = config.instance_name()
+        self.store = make_store(config.history_url, config.history_path, self.name)
+        ttl = config.recovery.lease_ttl
+        interval = config.check_interval
+        # Beats often enough to renew the group's leases (a third of their life)
+        # and to see another monitor's view within a check or two.
+        beat = max(0.5, min(interval, ttl / 4, 5.0))
+        self.group = Group(self.store, self.monitor.state, self.name, beat, 3 * beat + interval)
+        self.leases = Leases(self.store.leases, self.group.incarnation, self.name, ttl)
+        self.reaper = Reaper(grace=min(REAPER_GRACE, ttl / 4))
+        self.engine = RecoveryEngine(
+            config, self.monitor, self.store, self.audit, self.group, self.leases, self.reaper
+        )
+        self.recorder = Recorder(self.store, self.monitor.state, self.group, self.leases)
         slo.export_objective(self.monitor.registry, config.slo)
+        self.answers = Answers(self)
         self.started_at = time.time()
-        self._can_publish: bool | None = None
-        self._counted = {name: (0, 0) for name in config.components}
-        self._base_counts: dict[str, tuple[int, int]] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._housekeeping: asyncio.Task[None] | None = None
-        self._lock: int | None = None
+        self._stack = contextlib.AsyncExitStack()
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
-        self._lock = lock_state_dir(self.config.state_dir)
-        try:
-            await self.history.open()
-        except BaseException:
-            os.close(self._lock)
-            raise
-        heartbeat = await self.history.get_setting(_HEARTBEAT)
-        if heartbeat:
-            # The last run ended without a goodbye (killed): what happened after
-            # its last heartbeat is unknown, not "up".
-            await self.history.add_event("monitor_stopped", None, {"clean": False}, ts=heartbeat)
-        await self.history.add_event("monitor_started", None, {"version": __version__})
-        # A first beat now: a run killed before housekeeping's first tick must
-        # still be seen as ended uncleanly at the next start.
-        await self.history.set_setting(_HEARTBEAT, time.time())
-        self._base_counts = await self.history.check_counts()
-        self.monitor.state.add_listener(self._on_transition)
-        await self.engine.start()
-        await self.monitor.start()
-        self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
+        """Start every part; if one fails, what started before it stops again."""
+        async with contextlib.AsyncExitStack() as stack:
+            lock = lock_state_dir(self.config.state_dir)
+            stack.callback(os.close, lock)
+            # A group's store may be the very database that is down: start
+            # anyway, and catch up once it answers.
+            await self.store.open(wait=self.config.history_url is None)
+            stack.push_async_callback(self.store.close)
+            self.store.events.add(
+                [
+                    (
+                        time.time(),
+                        "monitor_started",
+                        None,
+                        self.recorder.lifecycle_data(version=__version__),
+                    )
+                ],
+                self.name,
+            )
+            await self.reaper.start()
+            stack.push_async_callback(self.reaper.stop)
+            self.group.on_refresh(self.recorder.refresh)
+            # Also while the store is unreachable: what the group sees may change
+            # as the others' views age out.
+            self.group.on_beat(self.recorder.record_changes)
+            await self.engine.start()
+            stack.push_async_callback(self.engine.stop)
+            self.monitor.state.add_listener(self._on_transition)
+            # One round before the first probes: this monitor may take the
+            # recorder's role at once, and record its first view as it comes.
+            with contextlib.suppress(StoreError):
+                await self.group.refresh()
+            stack.push_async_callback(self.group.stop)
+            stack.push_async_callback(self.recorder.stop)
+            await self.monitor.start()
+            stack.push_async_callback(self.monitor.stop)
+            # Repairs end before the probes they verify with (stop() is idempotent).
+            stack.push_async_callback(self.engine.stop)
+            stack.push_async_callback(self._say_goodbye)
+            self.group.start()
+            housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
+            stack.push_async_callback(_cancelled, housekeeping)
+            self._stack = stack.pop_all()
 
     async def stop(self) -> None:
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
-            await asyncio.gather(self._housekeeping, return_exceptions=True)
-        await self.engine.stop()
-        await self.monitor.stop()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._flush_counts()
-        await self.history.add_event("monitor_stopped", None, {"clean": True})
-        await self.history.set_setting(_HEARTBEAT, None)
-        await self.history.close()
+        await self._stack.aclose()
         if self._owns_audit:
             self.audit.close()
-        if self._lock is not None:
-            os.close(self._lock)
-            self._lock = None
+
+    async def _say_goodbye(self) -> None:
+        """Before the recorder's lease goes: the clean end of this monitor."""
+        self.store.events.add(
+            [(time.time(), "monitor_stopped", None, self.recorder.lifecycle_data(clean=True))],
+            self.name,
+        )
 
     async def _housekeep(self) -> None:
         last_prune = 0.0
         while True:
-            await asyncio.sleep(min(_HOUSEKEEPING_SECONDS, self.config.check_interval))
+            await asyncio.sleep(_HOUSEKEEPING_SECONDS)
+            if time.time() - last_prune < 3600 or not self.recorder.recording:
+                continue
             try:
-                await self._flush_counts()
-                await self.history.set_setting(_HEARTBEAT, time.time())
-                if time.time() - last_prune > 3600:
-                    removed = await self.history.prune()
-                    last_prune = time.time()
-                    if removed:
-                        log.info("history: removed %d entries past retention", removed)
-            except Exception:  # housekeeping must outlive one bad write
-                log.exception("history housekeeping failed")
-
-    async def _flush_counts(self) -> None:
-        now = {name: (c.runs, c.failures) for name, c in self.monitor.state.components.items()}
-        deltas = {
-            name: (runs - self._counted[name][0], failures - self._counted[name][1])
-            for name, (runs, failures) in now.items()
-        }
-        await self.history.add_check_counts(deltas)
-        self._counted.update(now)  # only once written: a failed write is retried next time
+                removed = await self.store.prune(time.time() - self.config.history.retention)
+                last_prune = time.time()
+                if removed:
+                    log.info("history: removed %d entries past retention", removed)
+            except StoreError as exc:  # housekeeping must outlive one bad round
+                log.warning("history housekeeping failed: %s", exc)
 
     def _on_transition(self, transition: Transition) -> None:
-        events: list[tuple[float, str, str | None, dict[str, Any]]] = [
-            (
-                transition.at,
-                "transition",
-                transition.component,
-                {
-                    "from": transition.from_status.value,
-                    "to": transition.to_status.value,
-                    "error": transition.error,
-                },
-            )
-        ]
-        state = self.monitor.state
-        if all(c.status is not Status.UNKNOWN for c in state.components.values()):
-            can_publish = state.can_publish()
-            if can_publish != self._can_publish:
-                self._can_publish = can_publish
-                events.append((transition.at, "publishing", None, {"can_publish": can_publish}))
-        task = asyncio.get_running_loop().create_task(self.history.add_events(events))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # Recorded at once (the others' views are those of the last refresh),
+        # and the group hears of it at the next beat, which comes soon.
+        self.recorder.record_changes()
+        self.group.refresh_soon()
 
-    # -- answers -----------------------------------------------------------------
+    # -- what people ask for ------------------------------------------------------
 
     async def force_check(self) -> None:
         await self.monitor.scheduler.run_cycle()
+        self.group.refresh_soon()
 
     async def attempt_recovery(self, component: str) -> Attempt:
         return Attempt.from_row(await self.engine.recover_now(component))
 
-    def editor(self, now: float | None = None) -> EditorView:
-        now = time.time() if now is None else now
-        return editor_view(
-            self.monitor.state,
-            now=now,
-            max_age=3 * self.config.check_interval + 5,
-            tz=self.config.status_page.timezone,
-            repairing=self.engine.in_progress,
-            manual=lambda c: self.engine.manual_intervention(c) is not None,
-            notified_at=self._notified_at,
-            contact=self.config.status_page.newsroom_contact,
-        )
 
-    def _notified_at(self, component: str) -> float | None:
-        return self.engine.first_alert_since(
-            component, self.monitor.state.components[component].since
-        )
-
-    async def incidents(self, now: float | None = None, limit: int = 10) -> list[Incident]:
-        """The recent incidents from history, newest first, in editors' words."""
-        now = time.time() if now is None else now
-        events = await self.history.events(_INCIDENT_EVENTS_READ, kinds=INCIDENT_EVENT_KINDS)
-        views = []
-        for incident in derive_incidents(events, limit):
-            name = incident.component
-            known = name in self.config.components
-            state = self.monitor.state.components.get(name)
-            views.append(
-                incident_view(
-                    incident,
-                    state.display_name if state else name.replace("_", " "),
-                    now=now,
-                    tz=self.config.status_page.timezone,
-                    repairing=known and self.engine.in_progress(name),
-                    manual=known and self.engine.manual_intervention(name) is not None,
-                )
-            )
-        return views
-
-    async def uptime(self, now: float | None = None) -> Uptime:
-        now = time.time() if now is None else now
-        return {
-            "24h": await self._uptime(_DAY, now),
-            "7d": await self._uptime(7 * _DAY, now),
-            "30d": await self._uptime(30 * _DAY, now),
-        }
-
-    async def _uptime(self, window: float, now: float) -> float | None:
-        """Share of the observed time in ``window`` when articles could be published."""
-        start = now - window
-        ratio = slo.availability(await self.history.transitions_since(start), start, now).ratio
-        return None if ratio is None else round(100.0 * ratio, 3)
-
-    async def error_budget(self, now: float | None = None) -> ErrorBudget:
-        """The publishing SLO's figures over ``slo.window`` (``slo`` of status and metrics)."""
-        now = time.time() if now is None else now
-        budget = await slo.publishing_budget(self.history, self.config.slo, now)
-        return ErrorBudget.model_validate(budget.as_json())
-
-    async def status(self) -> PipelineStatus:
-        state = self.monitor.state
-        now = time.time()
-        uptime = await self.uptime(now)
-        failures = await self.history.events(10, kinds=("transition",))
-        recent_failures: list[RecentFailure] = [
-            {
-                "component": e["component"],
-                "status": e["to"],
-                "error": e.get("error"),
-                "timestamp": iso(e["timestamp"]),
-            }
-            for e in failures
-            if e.get("to") in (Status.UNHEALTHY.value, Status.DEGRADED.value)
-        ]
-        troubled = [
-            c for c in state.components.values() if c.status in (Status.DEGRADED, Status.UNHEALTHY)
-        ]
-        view = self.editor(now)
-        return PipelineStatus(
-            overall_status=state.overall_status(),
-            components={name: c.status for name, c in state.components.items()},
-            uptime_percentage=uptime["24h"],
-            recent_failures=recent_failures,
-            suggested_actions=self._suggestions(troubled),
-            is_auto_recoverable=all(self.engine.is_auto_recoverable(c.name) for c in troubled),
-            can_publish=view.can_publish,
-            editor_state=view.state,
-            stale=view.state == "unknown" and state.overall_status() is not Status.UNKNOWN,
-            timestamp=iso(now),
-            uptime=uptime,
-            slo=await self.error_budget(now),
-            component_details={name: self._detail(name) for name in state.components},
-        )
-
-    def _detail(self, name: str) -> ComponentDetail:
-        c = self.monitor.state.components[name]
-        manual = self.engine.manual_intervention(name)
-        last = self.engine.last_attempt(name)
-        return ComponentDetail(
-            display_name=c.display_name,
-            status=c.status,
-            since=iso(c.since),
-            latency_ms=round(c.latency_seconds * 1000, 1),
-            last_check=iso(c.last_check),
-            error=c.error,
-            blocks_publishing=c.blocks_publishing,
-            active_storage_target=c.active_target,
-            storage_targets=list(c.targets),
-            repair_in_progress=self.engine.in_progress(name),
-            manual_intervention=manual is not None,
-            manual_intervention_detail=manual,
-            auto_recoverable=self.engine.is_auto_recoverable(name),
-            last_attempt=Attempt.from_row(last) if last else None,
-            probes={probe: ProbeDetail.of(r) for probe, r in c.probes.items()},
-        )
-
-    def _suggestions(self, troubled: list[Any]) -> list[str]:
-        if not troubled:
-            return ["✅ All systems operational. No action needed."]
-        lines = []
-        for c in troubled:
-            steps = "; ".join(self.config.manual_steps(c.name))
-            if self.engine.in_progress(c.name):
-                lines.append(f"🔧 {c.name}: an automatic repair is running.")
-            elif self.engine.manual_intervention(c.name) is not None:
-                lines.append(f"👷 {c.name}: automatic repair gave up; needs an engineer. {steps}")
-            elif self.engine.is_auto_recoverable(c.name):
-                lines.append(
-                    f"⏳ {c.name} is {c.status.value}: automatic recovery will be"
-                    " attempted when the alert fires."
-                )
-            else:
-                lines.append(
-                    f"⚠️ {c.name} is {c.status.value} and not auto-recoverable."
-                    f" Manual steps: {steps}"
-                )
-        return lines
-
-    async def metrics_summary(self) -> MetricsSummary:
-        checks = failures = 0
-        per_component = {}
-        for name, c in self.monitor.state.components.items():
-            base_checks, base_failures = self._base_counts.get(name, (0, 0))
-            per_component[name] = ComponentChecks(
-                checks=base_checks + c.runs, failures=base_failures + c.failures
-            )
-            checks += base_checks + c.runs
-            failures += base_failures + c.failures
-        stats = await self.history.attempt_stats()
-        succeeded = stats.get("success", 0)
-        failed = stats.get("failure", 0) + stats.get("interrupted", 0)
-        return MetricsSummary(
-            total_checks=checks,
-            failed_checks=failures,
-            success_rate=round(100.0 * (checks - failures) / checks, 2) if checks else 100.0,
-            recovery_stats=RecoveryStats(
-                successful_recoveries=succeeded,
-                failed_recoveries=failed,
-                success_rate=round(100.0 * succeeded / (succeeded + failed), 2)
-                if succeeded + failed
-                else 100.0,
-                interrupted=stats.get("interrupted", 0),
-                dry_runs=stats.get("dry_run", 0),
-            ),
-            components=per_component,
-            slo=await self.error_budget(),
-        )
-
-    async def history_events(self, limit: int) -> list[HistoryEvent]:
-        events = await self.history.events(limit)
-        return [
-            HistoryEvent.model_validate({**event, "timestamp": iso(event["timestamp"])})
-            for event in events
-        ]
+async def _cancelled(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

@@ -51,6 +51,8 @@ def availability(transitions: Iterable[Transition], start: float, now: float) ->
     known, up = False, False
     cursor, observed, available = start, 0.0, 0.0
     for ts, kind, data in transitions:
+        if kind != "publishing" and data.get("recorder") is False:
+            continue  # a monitor that did not record for its group came or went
         ts = max(ts, start)
         if known:
             observed += ts - cursor
@@ -58,7 +60,7 @@ def availability(transitions: Iterable[Transition], start: float, now: float) ->
         cursor = ts
         if kind == "publishing":
             known, up = True, bool(data.get("can_publish"))
-        else:  # the monitor started or stopped: unknown until it has checked again
+        else:  # the recorder started or stopped: unknown until it has checked again
             known = False
     if known:
         observed += now - cursor

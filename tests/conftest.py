@@ -29,6 +29,7 @@ from helpers import (
     free_port,
     mysql_admin,
     start_moto_server,
+    with_database,
 )
 
 from exporter.audit import AuditLog
@@ -85,6 +86,19 @@ def pg_dsn() -> str:
     except (psycopg.Error, OSError) as exc:
         _unavailable("PostgreSQL", POSTGRES_DSN, exc)
     return POSTGRES_DSN
+
+
+@pytest.fixture
+def pg_database(pg_dsn: str) -> Iterator[str]:
+    """The URL of a fresh PostgreSQL database of its own, dropped afterwards."""
+    import psycopg
+
+    name = f"pm_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield with_database(pg_dsn, name)
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

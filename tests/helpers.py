@@ -121,6 +121,12 @@ S3_ACCESS_KEY = "testing-access-key"
 S3_SECRET_KEY = "testing-secret-key"
 
 
+def with_database(dsn: str, database: str) -> str:
+    """``dsn`` (a URL) pointed at another database of the same server."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
 def mysql_admin(dsn: str) -> Any:
     """A PyMySQL connection (a context manager) from a mysql:// DSN."""
     import pymysql

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from exporter.monitor import Monitor
+import aiohttp
+
 from exporter.probes.base import ProbeConfig, SecretsFromFiles
 from exporter.units import Seconds
 
@@ -42,19 +43,35 @@ class ActionError(Exception):
         self.output = output
 
 
+class StorageSwitch(Protocol):
+    """The component's storage targets, and the means to move between them."""
+
+    @property
+    def active(self) -> str: ...
+
+    async def switch(self, target: str) -> None:
+        """Make ``target`` the active one, here and for the whole group."""
+
+
 @dataclass
 class ActionContext:
-    """What an action may touch: the monitor's probes and state, the alert."""
+    """What an action may touch, and nothing more: the alert's labels, the
+    component's probe configs, a shared HTTP session, a reset of the component's
+    clients and, for storage, its targets."""
 
     component: str
-    monitor: Monitor
+    probes: Sequence[ProbeConfig]
+    session: aiohttp.ClientSession
+    reset_clients: Callable[[], Awaitable[int]]
+    """Drop the component's cached clients; how many probes had some."""
+    storage: StorageSwitch | None = None
+    process_groups: Any = None
+    """Told of every command's process group (``actions.reaper.Reaper``)."""
     labels: Mapping[str, str] = field(default_factory=dict)
     timeout: float = 60.0
-    persist_target: Callable[[str, str], Awaitable[None]] | None = None
 
     def probe_configs(self, kind: type[ConfigT]) -> list[ConfigT]:
-        component = self.monitor.config.components[self.component]
-        return [p for p in component.probes if isinstance(p, kind)]
+        return [p for p in self.probes if isinstance(p, kind)]
 
     def probe_config(self, kind: type[ConfigT], what: str) -> ConfigT:
         found = self.probe_configs(kind)

@@ -14,7 +14,7 @@ import signal
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, ClassVar, Literal
+from typing import IO, ClassVar, Literal, Protocol
 
 from pydantic import Field
 
@@ -59,16 +59,27 @@ def label_environment(component: str, labels: Mapping[str, str]) -> dict[str, st
     return env
 
 
+class ProcessGroups(Protocol):
+    """Told of every command's process group (see ``actions.reaper``)."""
+
+    async def started(self, pgid: int) -> None: ...
+
+    def ended(self, pgid: int) -> None: ...
+
+
 async def run_argv(
     argv: list[str],
     timeout: float,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    groups: ProcessGroups | None = None,
 ) -> str:
     """Run ``argv``; return its output. Raise ActionError on failure or timeout.
 
     Output goes to a file, not a pipe: a command that starts a daemon would
     otherwise keep the pipe open, and reading it would wait for the daemon.
+    ``groups`` is told of the command's process group while it runs, so that
+    the command is ended if the monitor dies.
     """
     with tempfile.TemporaryFile() as output:
         try:
@@ -85,6 +96,8 @@ async def run_argv(
             raise ActionError(
                 f"cannot start {argv[0]}: {exc.strerror or exc}", permanent=True
             ) from None
+        if groups is not None:
+            await groups.started(process.pid)
         try:
             returncode = await asyncio.wait_for(process.wait(), timeout)
         except asyncio.TimeoutError:
@@ -97,6 +110,9 @@ async def run_argv(
         except asyncio.CancelledError:
             _kill_group(process.pid)
             raise
+        finally:
+            if groups is not None:
+                groups.ended(process.pid)
         text = _read(output)
     if returncode != 0:
         raise ActionError(f"{argv[0]} exited with status {returncode}", output=text)
@@ -129,4 +145,6 @@ class Action(BaseAction):
 
     async def run(self, context: ActionContext) -> str:
         env = {**label_environment(context.component, context.labels), **self.config.env}
-        return await run_argv(self.config.argv, context.timeout, env, self.config.cwd)
+        return await run_argv(
+            self.config.argv, context.timeout, env, self.config.cwd, context.process_groups
+        )

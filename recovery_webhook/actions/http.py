@@ -43,7 +43,7 @@ class Action(BaseAction):
         config = self.config
         url = str(config.url)
         try:
-            async with context.monitor.context.session.request(
+            async with context.session.request(
                 config.method,
                 url,
                 headers=config.headers,

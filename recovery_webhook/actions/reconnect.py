@@ -21,9 +21,7 @@ class Action(BaseAction):
     config: ReconnectConfig
 
     async def run(self, context: ActionContext) -> str:
-        scheduler = context.monitor.scheduler
-        await scheduler.reset(context.component)
-        count = len(scheduler.probes[context.component])
+        count = await context.reset_clients()
         return (
             f"dropped the cached connections of {context.component}'s {count} probe(s);"
             " their next runs connect afresh"

@@ -25,20 +25,17 @@ class _Switch(BaseAction):
     target: ClassVar[str]
 
     async def run(self, context: ActionContext) -> str:
-        scheduler = context.monitor.scheduler
-        probe = scheduler.switchable(context.component)
-        if probe is None:
+        storage = context.storage
+        if storage is None:
             raise ActionError(
                 f"component {context.component!r} has no storage probe with a secondary"
                 " target (set secondary_path or secondary)",
                 permanent=True,
             )
-        previous = probe.active_target
+        previous = storage.active
         if previous == self.target:
             return f"already on the {self.target} target"
-        scheduler.switch_target(context.component, self.target)
-        if context.persist_target is not None:
-            await context.persist_target(context.component, self.target)
+        await storage.switch(self.target)
         return f"switched {context.component} storage from {previous} to {self.target}"
 
 

@@ -38,4 +38,4 @@ class Action(BaseAction):
         if self.config.user:
             argv.append("--user")
         argv += [self.config.operation, "--", self.config.unit]
-        return await run_argv(argv, context.timeout)
+        return await run_argv(argv, context.timeout, groups=context.process_groups)

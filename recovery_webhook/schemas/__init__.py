@@ -24,7 +24,7 @@ regenerate ``docs/api.md`` (``python -m recovery_webhook.apidoc``).
 """
 
 from recovery_webhook.schemas.answers import ErrorBody, Health, WebhookAnswer
-from recovery_webhook.schemas.attempts import ActionResult, Attempt, AttemptStatus, Trigger
+from recovery_webhook.schemas.attempts import ActionResult, Attempt
 from recovery_webhook.schemas.base import Body, Timestamp
 from recovery_webhook.schemas.editor import (
     EditorComponent,
@@ -47,12 +47,15 @@ from recovery_webhook.schemas.history import (
 from recovery_webhook.schemas.slo import ErrorBudget
 from recovery_webhook.schemas.status import (
     ComponentDetail,
+    HistoryAvailability,
+    MonitorView,
     PipelineStatus,
     ProbeComponent,
     ProbeDetail,
     ProbeReport,
     RecentFailure,
 )
+from recovery_webhook.states import AttemptStatus, Trigger
 
 __all__ = [
     "HISTORY_LIMIT_DEFAULT",
@@ -69,11 +72,13 @@ __all__ = [
     "ErrorBody",
     "ErrorBudget",
     "Health",
+    "HistoryAvailability",
     "HistoryEvent",
     "HistoryLimit",
     "HistoryPage",
     "Incident",
     "MetricsSummary",
+    "MonitorView",
     "Outcome",
     "PipelineStatus",
     "ProbeComponent",

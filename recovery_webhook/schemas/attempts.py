@@ -3,18 +3,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from pydantic import ConfigDict, with_config
 from typing_extensions import NotRequired, TypedDict
 
 from recovery_webhook.schemas.base import DOCUMENTED, Body
+from recovery_webhook.states import AttemptStatus, Trigger
 
 if TYPE_CHECKING:
-    from recovery_webhook.history import AttemptRow
-
-AttemptStatus = Literal["running", "success", "failure", "interrupted", "dry_run"]
-Trigger = Literal["alert", "retry", "resume", "manual"]
+    from recovery_webhook.store import AttemptRow
 
 
 # A plain dict (the seed's Python API hands out ``attempt.actions[0]["action"]``);
@@ -58,6 +56,8 @@ class Attempt(Body):
     error_message: str | None
     duration_ms: float | None
     actions: list[ActionResult]
+    monitor: str | None
+    """The monitor that ran it (null for attempts of releases before groups)."""
 
     @classmethod
     def from_row(cls, row: AttemptRow) -> Attempt:
@@ -76,5 +76,6 @@ class Attempt(Body):
                 "error_message": row.error,
                 "duration_ms": None if ended is None else round((ended - row.started_at) * 1000, 1),
                 "actions": row.actions,
+                "monitor": row.monitor,
             }
         )

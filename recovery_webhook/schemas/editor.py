@@ -78,6 +78,9 @@ class EditorMessage(Body):
     uptime: Uptime
     """Share of each window when articles could be published; null before
     anything was measured."""
+    history_available: bool
+    """Whether the history store answers (incidents and uptime are the last known
+    while it does not)."""
     title: str
     """``status_page.title``."""
     refresh_seconds: Annotated[int, Field(ge=1)]

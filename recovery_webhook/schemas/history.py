@@ -69,4 +69,5 @@ class MetricsSummary(Body):
     """Percent of checks that did not find the component unhealthy."""
     recovery_stats: RecoveryStats
     components: dict[str, ComponentChecks]
-    slo: ErrorBudget
+    slo: ErrorBudget | None
+    """The publishing SLO; null while the history store is unreachable."""

@@ -67,7 +67,39 @@ class ComponentDetail(Body):
     manual_intervention_detail: dict[str, Any] | None
     auto_recoverable: bool
     last_attempt: Attempt | None
+    seen_by: dict[str, Status]
+    """Each live monitor's view of it, by monitor name (one entry on a single node)."""
     probes: dict[str, ProbeDetail]
+    """This monitor's own probes."""
+
+
+class MonitorView(Body):
+    """A live monitor of the group, and how it sees each component."""
+
+    name: str
+    """Its ``instance`` name."""
+    this_monitor: bool
+    """The monitor that gave this answer."""
+    last_seen: Timestamp
+    """Its last beat in the group's store."""
+    components: dict[str, Status]
+
+
+class HistoryAvailability(Body):
+    """Whether the history store answers. While it does not, the monitors keep
+    probing and serving from memory, keep what they could not write, and run no
+    repair."""
+
+    available: bool
+    """It answers, and nothing waits to be written."""
+    since: Timestamp
+    """Since when it has been as it is."""
+    error: str | None
+    """Why it does not answer (no secrets)."""
+    buffered_rows: int
+    """Rows waiting to be written once it answers again."""
+    dropped_rows: int
+    """Rows dropped since the start because too many were waiting."""
 
 
 class PipelineStatus(Body):
@@ -94,8 +126,12 @@ class PipelineStatus(Body):
     uptime: Uptime
     """Share of each window when articles could be published; null before
     anything was measured."""
-    slo: ErrorBudget
+    slo: ErrorBudget | None
+    """The publishing SLO; null while the history store is unreachable."""
     component_details: dict[str, ComponentDetail]
+    monitors: list[MonitorView]
+    """The live monitors of the group, this one first."""
+    history: HistoryAvailability
 
     @property
     def details(self) -> dict[str, ComponentDetail]:

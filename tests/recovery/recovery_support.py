@@ -81,6 +81,23 @@ def wait_until_sync(
         time.sleep(0.05)
 
 
+def action_context(monitor: Any, component: str, timeout: float = 10.0) -> Any:
+    """What a repair action of ``component`` sees when ``monitor`` runs it."""
+    from recovery_webhook.actions import ActionContext
+
+    async def reset_clients() -> int:
+        await monitor.scheduler.reset(component)
+        return len(monitor.scheduler.probes[component])
+
+    return ActionContext(
+        component=component,
+        probes=monitor.config.components[component].probes,
+        session=monitor.context.session,
+        reset_clients=reset_clients,
+        timeout=timeout,
+    )
+
+
 # -- configs and payloads ----------------------------------------------------------
 
 
@@ -384,8 +401,17 @@ class MonitorProcess:
     """``pipeline-monitor run`` as a child process, as an operator runs it: with a
     config file, a state directory and PIPELINE_API_TOKEN; killable for real."""
 
-    def __init__(self, tmp_path: Path, config: Path, state_dir: Path) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        config: Path,
+        state_dir: Path,
+        env: dict[str, str] | None = None,
+        name: str = "monitor",
+    ) -> None:
         self.tmp_path, self.config, self.state_dir = tmp_path, config, state_dir
+        self.extra_env = env or {}
+        self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: asyncio.subprocess.Process | None = None
@@ -393,8 +419,13 @@ class MonitorProcess:
 
     async def start(self) -> None:
         self.starts += 1
-        log = (self.tmp_path / f"monitor-{self.starts}.log").open("wb")
-        env = {**os.environ, "PIPELINE_STATE_DIR": str(self.state_dir), "PIPELINE_API_TOKEN": TOKEN}
+        log = (self.tmp_path / f"{self.name}-{self.starts}.log").open("wb")
+        env = {
+            **os.environ,
+            "PIPELINE_STATE_DIR": str(self.state_dir),
+            "PIPELINE_API_TOKEN": TOKEN,
+            **self.extra_env,
+        }
         self.process = await asyncio.create_subprocess_exec(
             str(Path(sys.executable).parent / "pipeline-monitor"),
             "run",
@@ -422,7 +453,8 @@ class MonitorProcess:
             return False
 
     def log(self) -> str:
-        return (self.tmp_path / f"monitor-{self.starts}.log").read_text(errors="replace")[-3000:]
+        path = self.tmp_path / f"{self.name}-{self.starts}.log"
+        return path.read_text(errors="replace")[-3000:]
 
     async def get(self, path: str) -> dict[str, Any]:
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as session:

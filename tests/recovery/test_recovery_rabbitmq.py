@@ -21,8 +21,8 @@ import pytest
 import yaml
 from pika.adapters.blocking_connection import BlockingChannel
 
-from recovery.recovery_support import build_config, make_alert, rule, wait_until
-from recovery_webhook.actions import ActionContext, build_action
+from recovery.recovery_support import action_context, build_config, make_alert, rule, wait_until
+from recovery_webhook.actions import build_action
 from recovery_webhook.actions.rabbitmq import ParkConfig, UnparkConfig
 
 pytestmark = pytest.mark.integration
@@ -157,9 +157,7 @@ async def test_park_then_unpark_moves_every_message_intact(app_factory, state_di
     assert await asyncio.to_thread(_counts, amqp_url, queue, parking) == [0, N]
 
     unpark = build_action(UnparkConfig(type="rabbitmq_unpark"))
-    output = await unpark.run(
-        ActionContext(component="queue", monitor=app.service.monitor, timeout=10)
-    )
+    output = await unpark.run(action_context(app.service.monitor, "queue"))
     assert output == f"moved {N} message(s) from {parking!r} back to {queue!r}"
     assert await asyncio.to_thread(_counts, amqp_url, queue, parking) == [N, 0]
     _same(await asyncio.to_thread(_take, amqp_url, queue), sent)
@@ -232,7 +230,7 @@ async def test_park_and_unpark_keep_a_transient_queue_as_it_is(
             }
         }
     )
-    context = ActionContext(component="queue", monitor=monitor, timeout=10)
+    context = action_context(monitor, "queue")
     parking = f"{transient_queue}.parking"
 
     await build_action(ParkConfig(type="rabbitmq_park")).run(context)

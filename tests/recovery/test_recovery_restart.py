@@ -3,6 +3,7 @@
 Run as a subprocess with a config file, a state directory and
 PIPELINE_API_TOKEN, as an operator runs it. After the kill and a new start:
 
+* the repair command it was running dies with it (nothing outlives a monitor);
 * the history is intact and the cut-off attempt is marked ``interrupted``;
 * the still-firing alert's repair resumes, and the interrupted attempt counts
   against ``max_attempts`` (so one more failure escalates);
@@ -130,14 +131,26 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[MonitorProcess, dict[str,
     monitor = MonitorProcess(tmp_path, path, state_dir)
     yield monitor, files
     await monitor.stop()
-    # The repair command runs in its own session: the SIGKILL of the monitor
-    # leaves it running. End it (by the pid it wrote) so nothing outlives the test.
+    # Should a command outlive its monitor after all (the test fails then), end
+    # it by the pid it wrote, so that nothing outlives the test.
     if files["slow.pids"].exists():
         for pid in files["slow.pids"].read_text().split():
             try:
                 os.kill(int(pid), signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead too: it waits only for its parent (gone) to be reaped.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def _runs(path: Path) -> int:
@@ -163,7 +176,11 @@ async def test_sigkill_mid_repair_then_restart(setup):
     await wait_until(lambda: _runs(files["slow.runs"]) == 1, message="the repair command runs")
     rows = await _db(monitor, "SELECT status, trigger FROM attempts")
     assert rows == [("running", "alert")]
+    (pid,) = [int(p) for p in files["slow.pids"].read_text().split()]
     await monitor.kill()
+    # The command runs in a process group of its own; the monitor's watcher ends
+    # it when the monitor goes, however it goes.
+    await wait_until(lambda: not _alive(pid), timeout=10, message="the command ends")
 
     events_before = await _db(monitor, "SELECT id, kind FROM events ORDER BY id")
     assert "alert" in {kind for _, kind in events_before}

@@ -11,7 +11,7 @@
   Alertmanager of an HA pair) is answered only after that write.
 * Intake before repair: a queued repair starts once no notification has come
   for ``REPAIR_LULL`` and none waits for its write, or after ``repair_hold``.
-* History's group commit: calls queued together run in one transaction, in
+* The store's group commit: calls queued together run in one transaction, in
   order; one that fails fails alone. A repair attempt starts, and ends, in one
   transaction each.
 * The audit log's queued events and LogRecords write the same lines, in order.
@@ -46,9 +46,13 @@ from recovery.recovery_support import (
     wait_until,
 )
 from recovery_webhook import alerts as alerts_module
-from recovery_webhook import engine as engine_module
+from recovery_webhook import ledger as ledger_module
+from recovery_webhook import repairs as repairs_module
 from recovery_webhook.alerts import BodyNotJSON, ParsedBodies, PayloadError, parse_body
-from recovery_webhook.history import AlertRow, AttemptRow, History
+from recovery_webhook.store import AlertRow, AttemptRow, Store
+from recovery_webhook.store.events import event_values
+from recovery_webhook.store.sqlite import SqliteStore
+from recovery_webhook.store.worker import Db
 
 APPEND = "import sys; open(sys.argv[1], 'a').write('ran\\n')"
 NO_RULE = "StormPathsNoRule"
@@ -170,7 +174,7 @@ async def test_sigkill_right_after_the_answer_keeps_new_alerts_and_states(
 async def test_repeats_are_counted_in_memory_and_written_by_the_flusher_and_at_stop(
     app_factory, state_dir: Path, tmp_path: Path, unused_port: int, monkeypatch
 ) -> None:
-    monkeypatch.setattr(engine_module, "REPEAT_FLUSH_INTERVAL", 3600.0)
+    monkeypatch.setattr(ledger_module, "REPEAT_FLUSH_INTERVAL", 3600.0)
     app = await app_factory(_config(state_dir, tmp_path, unused_port))
     engine = app.service.engine
     alert = make_alert("database", NO_RULE)
@@ -185,7 +189,7 @@ async def test_repeats_are_counted_in_memory_and_written_by_the_flusher_and_at_s
         assert (await app.post_alerts(alert))["duplicates"] == 1
     # Only in memory so far: this is what a crash now would lose (and only this).
     assert (_row(app.db_path, alert) or ())[2] == 1
-    await engine.flush_repeats()
+    await engine.ledger.flush_repeats()
     _, _, notifications, last_seen = _row(app.db_path, alert) or ("", "", 0, 0)
     assert notifications == 5
     assert last_seen > first_seen
@@ -199,7 +203,7 @@ async def test_repeats_are_counted_in_memory_and_written_by_the_flusher_and_at_s
 async def test_the_flusher_writes_repeats_within_its_interval(
     app_factory, state_dir: Path, tmp_path: Path, unused_port: int, monkeypatch
 ) -> None:
-    monkeypatch.setattr(engine_module, "REPEAT_FLUSH_INTERVAL", 0.1)
+    monkeypatch.setattr(ledger_module, "REPEAT_FLUSH_INTERVAL", 0.1)
     app = await app_factory(_config(state_dir, tmp_path, unused_port))
     alert = make_alert("database", NO_RULE)
     for _ in range(3):
@@ -211,15 +215,15 @@ async def test_the_flusher_writes_repeats_within_its_interval(
     )
 
 
-def _hold_alert_writes(history: History) -> list[asyncio.Event]:
-    """Alert writes of ``history`` commit, but each says so only once its own
+def _hold_alert_writes(store: Store) -> list[asyncio.Event]:
+    """Alert writes of ``store`` commit, but each says so only once its own
     event, added to the list as the write is submitted, is set."""
     loop = asyncio.get_running_loop()
     gates: list[asyncio.Event] = []
-    submit = history.submit_alerts
+    submit = store.alerts.record
 
-    def held(rows: Any, events: Any) -> asyncio.Future[None]:
-        inner = submit(rows, events)
+    def held(rows: Any, deliveries: Any, events: Any) -> asyncio.Future[None]:
+        inner = submit(rows, deliveries, events)
         outer: asyncio.Future[None] = loop.create_future()
         gate = asyncio.Event()
         gates.append(gate)
@@ -231,7 +235,7 @@ def _hold_alert_writes(history: History) -> list[asyncio.Event]:
         asyncio.ensure_future(release())
         return outer
 
-    history.submit_alerts = held  # type: ignore[method-assign]
+    store.alerts.record = held  # type: ignore[method-assign]
     return gates
 
 
@@ -243,7 +247,7 @@ async def test_new_alerts_and_resolutions_wait_for_their_write_repeats_do_not(
     engine = app.service.engine
     known, other = make_alert("database", NO_RULE), make_alert("database", NO_RULE)
     await app.post_alerts(known, other)
-    gates = _hold_alert_writes(app.service.history)
+    gates = _hold_alert_writes(app.service.store)
 
     new = asyncio.ensure_future(engine.receive(_parse(payload(make_alert("database")))))
     ending = asyncio.ensure_future(engine.receive(_parse(payload(resolved(known)))))
@@ -266,7 +270,7 @@ async def test_a_repeat_is_answered_only_after_its_alerts_first_write(
     and must not be answered before the first one's write has committed."""
     app = await app_factory(_config(state_dir, tmp_path, unused_port))
     engine = app.service.engine
-    gates = _hold_alert_writes(app.service.history)
+    gates = _hold_alert_writes(app.service.store)
     alerts = _parse(payload(make_alert("database", NO_RULE)))
     first = asyncio.ensure_future(engine.receive(alerts))
     second = asyncio.ensure_future(engine.receive(_parse(payload(*alerts))))
@@ -286,8 +290,8 @@ async def test_repairs_start_once_no_notification_waits_for_its_write(
     another notification's alerts are still being written, then starts."""
     app = await app_factory(_config(state_dir, tmp_path, unused_port))
     engine = app.service.engine
-    engine.repair_hold = 3600  # only the end of intake can start it
-    gates = _hold_alert_writes(app.service.history)
+    engine.queue.repair_hold = 3600  # only the end of intake can start it
+    gates = _hold_alert_writes(app.service.store)
     first = asyncio.ensure_future(engine.receive(_parse(payload(make_alert("database")))))
     second = asyncio.ensure_future(engine.receive(_parse(payload(make_alert("database")))))
     await wait_until(lambda: len(gates) == 2, timeout=2, message="both writes submitted")
@@ -307,10 +311,10 @@ async def test_repairs_start_once_no_notification_waits_for_its_write(
 async def test_repairs_wait_while_notifications_keep_coming(
     app_factory, state_dir: Path, tmp_path: Path, unused_port: int, monkeypatch
 ) -> None:
-    monkeypatch.setattr(engine_module, "REPAIR_LULL", 1.0)
+    monkeypatch.setattr(repairs_module, "REPAIR_LULL", 1.0)
     app = await app_factory(_config(state_dir, tmp_path, unused_port))
     engine = app.service.engine
-    engine.repair_hold = 3600
+    engine.queue.repair_hold = 3600
     assert (await app.post_alerts(make_alert("database")))["repairs_queued"] == 1
     other = make_alert("database", NO_RULE)
     for _ in range(15):  # a notification every 0.1 s for 1.5 s: never a lull of 1 s
@@ -326,8 +330,8 @@ async def test_held_repairs_start_after_repair_hold_even_while_intake_goes_on(
 ) -> None:
     app = await app_factory(_config(state_dir, tmp_path, unused_port))
     engine = app.service.engine
-    engine.repair_hold = 0.2
-    gates = _hold_alert_writes(app.service.history)
+    engine.queue.repair_hold = 0.2
+    gates = _hold_alert_writes(app.service.store)
     first = asyncio.ensure_future(engine.receive(_parse(payload(make_alert("database")))))
     stuck = asyncio.ensure_future(engine.receive(_parse(payload(make_alert("database")))))
     await wait_until(lambda: len(gates) == 2, timeout=2, message="both writes submitted")
@@ -349,68 +353,68 @@ def _alert_row(key: str, notifications: int = 1) -> AlertRow:
     )
 
 
+def _record(store: Store, rows: list[AlertRow], events: list[Any]) -> asyncio.Future[None]:
+    return store.alerts.record(rows, [r.notifications for r in rows], event_values(events, "m"))
+
+
 @pytest.mark.unit
-async def test_history_group_commit_keeps_order_and_fails_a_call_alone(tmp_path: Path) -> None:
-    history = History(tmp_path / "history.sqlite3", retention=86400)
-    await history.open()
+async def test_store_group_commit_keeps_order_and_fails_a_call_alone(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "history.sqlite3")
+    await store.open()
     try:
         # 200 rows in one call: multi-row statements of 64, 64, 64 and 8 rows.
-        await history.submit_alerts(
+        await _record(
+            store,
             [_alert_row(f"a{i}") for i in range(200)],
             [(1.0, "alert", "database", {"i": i, "path": tmp_path}) for i in range(70)],
         )
 
-        def broken(db: sqlite3.Connection) -> None:
-            db.execute("INSERT INTO no_such_table VALUES (1)")
+        def broken(db: Db) -> None:
+            db.run("INSERT INTO no_such_table VALUES (1)")
+
+        def notifications(db: Db) -> int:
+            return int(db.one("SELECT notifications FROM alerts WHERE key = 'b1'")[0])
 
         # Queued together: one batch, in order; the broken call fails alone.
         calls = [
-            history.submit_alerts([_alert_row("b1")], []),
-            history._submit(broken),
-            history.submit_alerts([_alert_row("b2")], []),
-            history.submit_touch_alerts([(7, 2.0, "a1"), (9, 3.0, "b1")]),
-            history._submit(
-                lambda db: db.execute(
-                    "SELECT notifications FROM alerts WHERE key = 'b1'"
-                ).fetchone()[0]
-            ),
+            _record(store, [_alert_row("b1")], []),
+            store._worker.submit(broken),
+            _record(store, [_alert_row("b2")], []),
+            store.alerts.add_deliveries([(6, 2.0, "a1"), (8, 3.0, "b1")]),
+            store._worker.submit(notifications),
         ]
         outcomes = await asyncio.gather(*calls, return_exceptions=True)
         assert outcomes[0] is None and outcomes[2] is None and outcomes[3] is None
         assert isinstance(outcomes[1], sqlite3.OperationalError)
-        assert outcomes[4] == 9  # the touch before it, in the same transaction
-        assert (
-            await history._submit(
-                lambda db: db.execute("SELECT count(*) FROM alerts").fetchone()[0]
-            )
-            == 202
-        )
-        rows = await history.load_alerts(0)
-        by_key = {row.key: row for row in rows}
+        assert outcomes[4] == 9  # the deliveries before it, in the same transaction
+        count = await store.call(lambda db: db.one("SELECT count(*) FROM alerts")[0])
+        assert count == 202
+        by_key = {row.key: row for row in await store.alerts.since(0)}
         assert (by_key["a1"].notifications, by_key["a1"].last_seen) == (7, 2.0)
         assert by_key["a2"].notifications == 1
         assert by_key["b2"].labels == {"alertname": "A", "component": "database", "note": "é ☃"}
-        events = await history.events(100, kinds=["alert"])
+        events = await store.events.recent(100, kinds=["alert"])
         assert sorted(e["i"] for e in events) == list(range(70))
         assert events[0]["path"] == str(tmp_path)
     finally:
-        await history.close()
+        await store.close()
 
 
 @pytest.mark.unit
 async def test_an_attempt_starts_and_ends_in_one_transaction_each(tmp_path: Path) -> None:
     """A repair's first write takes a free id and marks its alert running; its
     last stores the end and the feed's event."""
-    history = History(tmp_path / "history.sqlite3", retention=86400)
-    await history.open()
+    path = tmp_path / "history.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
     try:
-        await history.submit_alerts([_alert_row("k")], [])
+        await _record(store, [_alert_row("k")], [])
 
         def ids() -> list[str]:
             return [f"database_{stamp}" for stamp in range(1000, 1010)]
 
         def refuse(table: str, event: str) -> None:
-            db = sqlite3.connect(history.path)
+            db = sqlite3.connect(path)
             with db:
                 db.execute(
                     f"CREATE TRIGGER refuse BEFORE {event} ON {table}"
@@ -419,7 +423,7 @@ async def test_an_attempt_starts_and_ends_in_one_transaction_each(tmp_path: Path
             db.close()
 
         def allow() -> None:
-            db = sqlite3.connect(history.path)
+            db = sqlite3.connect(path)
             with db:
                 db.execute("DROP TRIGGER refuse")
             db.close()
@@ -428,34 +432,35 @@ async def test_an_attempt_starts_and_ends_in_one_transaction_each(tmp_path: Path
         # All of it or nothing: the alert cannot be marked, so no attempt is stored.
         refuse("alerts", "UPDATE")
         with pytest.raises(sqlite3.IntegrityError):
-            await history.start_attempt(first, ids, "k")
-        assert await history.attempts(10) == []
+            await store.attempts.start(first, None, ids, "k")
+        assert await store.attempts.recent(10) == []
         allow()
-        one = await history.start_attempt(first, ids, "k")
-        two = await history.start_attempt(first, ids, None)  # the same moment
+        one = await store.attempts.start(first, None, ids, "k")
+        two = await store.attempts.start(first, None, ids, None)  # the same moment
         assert (one.attempt_id, two.attempt_id) == ("database_1000", "database_1001")
-        assert (await history.load_alerts(0))[0].repair == "running"
-        assert await history.events(10, kinds=["recovery_attempt"]) == []
+        assert (await store.alerts.since(0))[0].repair == "running"
+        assert await store.events.recent(10, kinds=["recovery_attempt"]) == []
         ended = replace(one, ended_at=2.5, status="failure", error="still down")
-        # No event, no end: the attempt stays running (a restart marks it interrupted).
+        # No event, no end: the attempt stays running (the next holder of the
+        # lease marks it interrupted).
         refuse("events", "INSERT")
         with pytest.raises(sqlite3.IntegrityError):
-            await history.end_attempt(ended)
-        stored = {a.attempt_id: a for a in await history.attempts(10)}
+            await store.attempts.end(ended, None)
+        stored = {a.attempt_id: a for a in await store.attempts.recent(10)}
         assert stored["database_1000"].status == "running"
         allow()
-        await history.end_attempt(ended)
-        (event,) = await history.events(10, kinds=["recovery_attempt"])
+        await store.attempts.end(ended, None)
+        (event,) = await store.events.recent(10, kinds=["recovery_attempt"])
         assert (event["attempt_id"], event["status"], event["duration_ms"]) == (
             "database_1000",
             "failure",
             1500.0,
         )
-        stored = {a.attempt_id: a for a in await history.attempts(10)}
+        stored = {a.attempt_id: a for a in await store.attempts.recent(10)}
         assert stored["database_1000"].status == "failure"
         assert stored["database_1001"].status == "running"
     finally:
-        await history.close()
+        await store.close()
 
 
 # -- the audit log: queued from the loop, written in order, one event per line --------
