@@ -276,6 +276,11 @@
     renderAnswer(data);
     renderComponents(data.components);
     renderIncidents(data.incidents);
+    const historyGone = data.history_available === false;
+    byId("history-unavailable").hidden = !historyGone;
+    if (historyGone) {
+      byId("incidents-empty").hidden = true; // not "none": they cannot be read now
+    }
     renderUptime(data.uptime);
     markFresh(data);
     document.title = [data.headline_text, data.title].filter(Boolean).join(" · ");
