@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from recovery_webhook.states import CANCELLED_BY_RESOLUTION, OWED, RepairState
-from recovery_webhook.store.events import EVENT_WIDTH, INSERT_EVENTS
+from recovery_webhook.store.events import EVENT_TYPES, EVENT_WIDTH, INSERT_EVENTS
 from recovery_webhook.store.leases import fence
 from recovery_webhook.store.records import AlertRow, Event, Lease, encode_json
 from recovery_webhook.store.worker import Db
@@ -29,6 +29,8 @@ _COLUMNS = (
     " first_seen, last_seen, notifications, retry_at, note"
 )
 ALERT_WIDTH = 11
+_ALERT_TYPES = ("text",) * 8 + ("float8", "float8", "int8")
+_TOUCH_TYPES = ("int8", "float8", "text")
 _CANCELLED = ", ".join(f"'{s.value}'" for s in CANCELLED_BY_RESOLUTION)
 _OWED = ", ".join(f"'{s.value}'" for s in OWED)
 _RESOLVED = RepairState.RESOLVED.value
@@ -109,8 +111,9 @@ class AlertWrite:
             # order (by key) can never deadlock against each other.
             alerts = _sorted_rows(alerts, ALERT_WIDTH, 0)
             events = _sorted_rows(events, EVENT_WIDTH, 5)
-        db.insert_rows(_UPSERT.replace("{greatest}", db.dialect.greatest), ALERT_WIDTH, alerts)
-        db.insert_rows(INSERT_EVENTS, EVENT_WIDTH, events)
+        upsert = _UPSERT.replace("{greatest}", db.dialect.greatest)
+        db.insert_rows(upsert, ALERT_WIDTH, alerts, _ALERT_TYPES)
+        db.insert_rows(INSERT_EVENTS, EVENT_WIDTH, events, EVENT_TYPES)
 
 
 class TouchAlerts:
@@ -129,7 +132,7 @@ class TouchAlerts:
                 sorted(self.counts, key=lambda row: row[2]) if db.dialect.lock_row else self.counts
             )
             values = [value for row in counts for value in row]
-            db.insert_rows(_TOUCH.format(greatest=greatest), 3, values)
+            db.insert_rows(_TOUCH.format(greatest=greatest), 3, values, _TOUCH_TYPES)
             return
         for count, last_seen, key in self.counts:
             db.run(
@@ -246,7 +249,7 @@ class AlertsRepo:
                 "UPDATE alerts SET repair = ?, retry_at = ?, note = ? WHERE key = ?",
                 (repair.value, retry_at, note, key),
             )
-            db.insert_rows(INSERT_EVENTS, EVENT_WIDTH, values)
+            db.insert_rows(INSERT_EVENTS, EVENT_WIDTH, values, EVENT_TYPES)
 
         await self._store.call(write)
 

@@ -19,6 +19,7 @@ INSERT_EVENTS = (
     " ON CONFLICT (dedup) WHERE dedup IS NOT NULL DO NOTHING"
 )
 EVENT_WIDTH = 6
+EVENT_TYPES = ("float8", "text", "text", "text", "text", "text")
 _COLUMNS = "id, ts, kind, component, data, monitor"
 
 
@@ -44,11 +45,13 @@ class EventWrite:
         self.rows = len(values) // EVENT_WIDTH
 
     def __call__(self, db: Db) -> None:
-        db.insert_rows(INSERT_EVENTS, EVENT_WIDTH, self.values)
+        db.insert_rows(INSERT_EVENTS, EVENT_WIDTH, self.values, EVENT_TYPES)
 
     @classmethod
     def run_together(cls, db: Db, jobs: Sequence[EventWrite]) -> None:
-        db.insert_rows(INSERT_EVENTS, EVENT_WIDTH, [v for job in jobs for v in job.values])
+        db.insert_rows(
+            INSERT_EVENTS, EVENT_WIDTH, [v for job in jobs for v in job.values], EVENT_TYPES
+        )
 
 
 def _feed_row(row: Sequence[Any]) -> dict[str, Any]:

@@ -128,7 +128,12 @@ class SettingsRepo:
         """Set ``key`` (None unsets it), with ``events`` if it changed; fenced by
         ``lease`` when given. True if the value changed: of several monitors
         making the same change, one is told it did."""
-        from recovery_webhook.store.events import EVENT_WIDTH, INSERT_EVENTS, event_values
+        from recovery_webhook.store.events import (
+            EVENT_TYPES,
+            EVENT_WIDTH,
+            INSERT_EVENTS,
+            event_values,
+        )
 
         text = json.dumps(value)
         values = event_values(events or [], monitor)
@@ -150,7 +155,7 @@ class SettingsRepo:
                 )
             if changed is None:
                 return False
-            db.insert_rows(INSERT_EVENTS, EVENT_WIDTH, values)
+            db.insert_rows(INSERT_EVENTS, EVENT_WIDTH, values, EVENT_TYPES)
             return True
 
         result: bool = await self._store.call(write)

@@ -29,6 +29,8 @@ class PostgresDialect:
     now = "extract(epoch from clock_timestamp())::float8"
     greatest = "greatest"
     lock_row = " FOR UPDATE"
+    arrays = True
+    concurrent_writers = True
 
     def __init__(self, url: str, application_name: str) -> None:
         self.url = url

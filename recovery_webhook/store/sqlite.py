@@ -19,6 +19,11 @@ class SqliteDialect:
     now = "((julianday('now') - 2440587.5) * 86400.0)"
     greatest = "max"
     lock_row = ""  # one writer at a time: a transaction is already exclusive
+    # Rows in multi-row statements: one sqlite3 step per chunk instead of one per
+    # row (each step releases and takes back the GIL, which the event loop holds
+    # most of an alert storm).
+    arrays = False
+    concurrent_writers = False
 
     def __init__(self, path: Path) -> None:
         self.path = path

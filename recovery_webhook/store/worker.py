@@ -43,6 +43,11 @@ class Dialect(Protocol):
     """The name of the two-argument maximum function."""
     lock_row: str
     """Appended to a SELECT that must lock the row it reads until commit."""
+    arrays: bool
+    """Many rows are best written as one statement over arrays (else as
+    multi-row statements)."""
+    concurrent_writers: bool
+    """Other processes (monitors) write at the same time."""
 
     def connect(self) -> Any: ...
 
@@ -106,9 +111,20 @@ class Db:
         finally:
             cursor.close()
 
-    def insert_rows(self, sql: str, width: int, values: Sequence[Any]) -> None:
-        """Run ``sql`` (``{}`` stands for the row groups) over ``values``, a flat
-        list of rows of ``width`` values, in chunks of CHUNK, ... 4, 2, 1 rows."""
+    def insert_rows(
+        self, sql: str, width: int, values: Sequence[Any], types: Sequence[str] = ()
+    ) -> None:
+        """Run ``sql`` over ``values``, a flat list of rows of ``width`` values.
+
+        ``{}`` in ``sql`` stands for the rows: ``VALUES {}`` in an INSERT, or
+        ``(VALUES {}) AS v`` (columns ``v.column1``...) in an UPDATE ... FROM. On
+        SQLite the rows go in chunks of CHUNK, ... 4, 2, 1 rows; where the dialect
+        takes arrays (``types``: each column's SQL type), in one statement."""
+        if not values:
+            return
+        if self._dialect.arrays and types:
+            self._insert_arrays(sql, width, values, types)
+            return
         rows = len(values) // width
         start = 0
         size = CHUNK
@@ -119,6 +135,21 @@ class Db:
             self.run(_statement(sql, width, size), values[start:end])
             start = end
             rows -= size
+
+    def _insert_arrays(
+        self, sql: str, width: int, values: Sequence[Any], types: Sequence[str]
+    ) -> None:
+        # One statement whatever the rows: a column an array, unnested by the
+        # server. (psycopg re-parses a long statement's placeholders every time.)
+        arrays = ", ".join(f"?::{kind}[]" for kind in types)
+        names = ", ".join(f"column{n}" for n in range(1, width + 1))
+        if "(VALUES {})" in sql:
+            statement = sql.replace("(VALUES {})", f"unnest({arrays})").replace(
+                "AS v", f"AS v({names})"
+            )
+        else:
+            statement = sql.replace("VALUES {}", f"SELECT * FROM unnest({arrays})")
+        self.run(statement, [list(values[i::width]) for i in range(width)])
 
 
 _STATEMENTS: dict[tuple[str, int, int], str] = {}
@@ -249,6 +280,22 @@ class StoreWorker:
             db = self._connection()
         except StoreUnavailable as exc:
             return [(False, exc)] * len(funcs)
+        if not self.dialect.concurrent_writers:
+            return self._commit(db, funcs)
+        # Other monitors write the same rows at once: a transaction of one kind of
+        # write at a time, its rows in key order, so that no two can deadlock.
+        outcomes: list[tuple[bool, Any]] = []
+        for _, group in _runs(funcs):
+            done = self._commit(db, group)
+            outcomes += done
+            if done and isinstance(done[-1][1], StoreUnavailable):
+                lost = done[-1][1]
+                return [*outcomes, *[(False, lost)] * (len(funcs) - len(outcomes))]
+        return outcomes
+
+    def _commit(self, db: Db, funcs: list[Job]) -> list[tuple[bool, Any]]:
+        """``funcs`` in one transaction; if that fails (not for a lost
+        connection), each again in its own, so that only a failing call fails."""
         if len(funcs) > 1:
             try:
                 return self._together(db, funcs)
