@@ -242,13 +242,14 @@ class RecoveryEngine:
             )
             await self._set(row.key, RepairState.ESCALATED, held.lease)
             return
-        now = await store.alerts.get(row.key)
-        if now is not None and now.status == "firing" and not self._stopping:
-            retry_at = time.time() + self.settings.retry_delay
-            await self._set(row.key, RepairState.RETRY_PENDING, held.lease, retry_at=retry_at)
+        if self._stopping:
+            return  # still running in the store: the next holder resumes it
+        retry_at = time.time() + self.settings.retry_delay
+        # A retry if it still fires; resolved while this repair ran, nothing to retry.
+        repair = await store.alerts.retry_unless_resolved(row.key, held.lease, retry_at)
+        self.ledger.note_repair(row.key, repair)
+        if repair == RepairState.RETRY_PENDING:
             self.queue.kick_at(component, retry_at)
-        else:  # resolved while this repair ran: nothing to retry
-            await self._set(row.key, RepairState.RESOLVED, held.lease)
 
     async def _set(self, key: str, repair: RepairState, *args: Any, **kwargs: Any) -> None:
         await self.store.alerts.set_repair(key, repair, *args, **kwargs)

@@ -158,19 +158,7 @@ class AlertLedger:
             if row is None and status == "firing":
                 new += 1
                 repair = self._triage(alert)
-                row = AlertRow(
-                    key,
-                    alert["fingerprint"],
-                    alert["startsAt"],
-                    labels["alertname"],
-                    component,
-                    labels,
-                    "firing",
-                    repair,
-                    now,
-                    now,
-                    1,
-                )
+                row = _new_row(key, alert, "firing", repair, now)
                 if repair == RepairState.QUEUED:
                     start.append(key)
                 sev = severity(alert)
@@ -198,19 +186,7 @@ class AlertLedger:
                 # Resolved: news for a firing alert, or for one never heard of.
                 resolved += 1
                 if row is None:
-                    row = AlertRow(
-                        key,
-                        alert["fingerprint"],
-                        alert["startsAt"],
-                        labels["alertname"],
-                        component,
-                        labels,
-                        "resolved",
-                        RepairState.NONE,
-                        now,
-                        now,
-                        1,
-                    )
+                    row = _new_row(key, alert, "resolved", RepairState.NONE, now)
                     retry_cancelled = False
                 else:
                     retry_cancelled = row.repair in _RETRIES
@@ -332,3 +308,20 @@ class AlertLedger:
             if row.status == "resolved" and now - row.last_seen > _FORGET_RESOLVED:
                 del self.alerts[key]
                 self._unflushed.pop(key, None)
+
+
+def _new_row(key: str, alert: Alert, status: str, repair: RepairState, now: float) -> AlertRow:
+    labels = alert["labels"]
+    return AlertRow(
+        key,
+        alert["fingerprint"],
+        alert["startsAt"],
+        labels["alertname"],
+        labels.get("component"),
+        labels,
+        status,
+        repair,
+        now,
+        now,
+        1,
+    )

@@ -253,6 +253,24 @@ class AlertsRepo:
 
         await self._store.call(write)
 
+    async def retry_unless_resolved(self, key: str, lease: Lease, retry_at: float) -> RepairState:
+        """After a failed repair: a retry at ``retry_at`` if the alert still fires,
+        else the repair ends resolved (fenced by ``lease``); the state set."""
+        retry, resolved = RepairState.RETRY_PENDING.value, RepairState.RESOLVED.value
+
+        def write(db: Db) -> RepairState:
+            fence(db, lease)
+            row = db.one(
+                f"UPDATE alerts SET repair = CASE WHEN status = 'firing' THEN '{retry}'"
+                f" ELSE '{resolved}' END, retry_at = CASE WHEN status = 'firing' THEN ?"
+                " ELSE NULL END, note = NULL WHERE key = ? RETURNING repair",
+                (retry_at, key),
+            )
+            return RepairState(row[0]) if row else RepairState.RESOLVED
+
+        result: RepairState = await self._store.call(write)
+        return result
+
 
 def mark_running(db: Db, key: str) -> None:
     """In an attempt's first write: its alert's repair is running."""
