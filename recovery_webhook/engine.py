@@ -151,7 +151,13 @@ class RecoveryEngine:
         return max(found, key=lambda a: (a.started_at, a.ended_at or 0.0), default=None)
 
     def first_alert_since(self, component: str, since: float) -> float | None:
-        return self.ledger.first_since(component, since)
+        """When the first alert about ``component`` arrived after ``since``, at
+        this monitor or (as of the last refresh) at any of the group."""
+        times = [self.ledger.first_since(component, since)]
+        snapshot = self.group.snapshot
+        if snapshot is not None and snapshot.first_alerts.get(component, 0.0) >= since:
+            times.append(snapshot.first_alerts[component])
+        return min((t for t in times if t is not None), default=None)
 
     def rule_for(
         self, alertname: str, component: str, labels: dict[str, str]

@@ -52,6 +52,8 @@ class Snapshot:
     leases: dict[str, LeaseInfo] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     last_attempts: dict[str, AttemptRow] = field(default_factory=dict)
+    first_alerts: dict[str, float] = field(default_factory=dict)
+    """Per component, when the first alert still firing arrived (any monitor's)."""
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,8 @@ class Group:
             **{f"target:{k}": v for k, v in (await store.settings.with_prefix("target:")).items()},
         }
         attempts = await store.attempts.last_per_component()
-        snapshot = Snapshot(now, live, gone, leases, settings, attempts)
+        alerted = await store.alerts.first_firing(time.time() - 86400.0)
+        snapshot = Snapshot(now, live, gone, leases, settings, attempts, alerted)
         self.snapshot = snapshot
         self._refreshed_at = time.monotonic()
         for listener in self._listeners:

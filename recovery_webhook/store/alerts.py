@@ -201,6 +201,21 @@ class AlertsRepo:
         )
         return found[0] if found else None
 
+    async def first_firing(self, since: float) -> dict[str, float]:
+        """Per component, when the first of its alerts still firing (heard of from
+        ``since``) arrived."""
+
+        def query(db: Db) -> dict[str, float]:
+            rows = db.rows(
+                "SELECT component, min(first_seen) FROM alerts WHERE last_seen >= ?"
+                " AND status = 'firing' AND component IS NOT NULL GROUP BY component",
+                (since,),
+            )
+            return {c: float(first) for c, first in rows}
+
+        result: dict[str, float] = await self._store.call(query)
+        return result
+
     async def owed(self) -> dict[str, float | None]:
         """Components with firing alerts still owed a repair: when the soonest is
         due (None: now)."""
