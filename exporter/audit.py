@@ -2,8 +2,10 @@
 
 Text lines read ``TIMESTAMP - LOGGER_NAME - LEVEL - EVENT: payload`` exactly as the
 seed's log-interpretation guide shows them; ``format: json`` writes one JSON
-object per line for log shippers. Nothing secret is passed in: callers hand over
-error texts that were already scrubbed.
+object per line for log shippers. Every event is one line, whatever its texts
+hold (see exporter.logsafe). Callers hand over error texts that were already
+scrubbed; URL passwords and secret query parameters are masked here as well,
+since alert labels and annotations come from outside.
 
 The audit trail is its own record, apart from the service's log: each AuditLog
 owns its writer thread, its stream and its rotating file. A call only queues the
@@ -29,6 +31,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from exporter.config import AuditConfig
+from exporter.logsafe import json_safe, key_values
+from exporter.redact import mask_in
 
 LOGGER_NAME = "pipeline_monitor.audit"
 
@@ -58,18 +62,15 @@ _BURST = 64
 _BURST_PAUSE = 0.02
 _BURST_HOLD = 0.2
 _BURST_MAX = 16384  # events held at most: a backlog beyond it is written at once
-_dumps = json.JSONEncoder(default=str, ensure_ascii=False).encode
+_encode = json.JSONEncoder(default=str, ensure_ascii=False).encode
+
+
+def _dumps(value: Any) -> str:
+    return json_safe(_encode(value))
+
 
 # (time, level, event, fields, style); None stops the writer.
 _Event = tuple[float, int, str, dict[str, Any], str]
-
-
-def _kv(fields: Mapping[str, Any]) -> str:
-    """The seed's ``key=value, key=value``; line breaks escaped: one event, one line."""
-    text = ", ".join([f"{key}={value}" for key, value in fields.items()])
-    if "\n" in text or "\r" in text:  # rare: looked for once, not field by field
-        text = text.replace("\r", "\\r").replace("\n", "\\n")
-    return text
 
 
 class _Renderer:
@@ -83,6 +84,9 @@ class _Renderer:
 
     def line(self, event: _Event) -> str:
         created, level, name, fields, style = event
+        # Masked field by field, before quoting: a pattern run over the finished
+        # line could take a closing quote for part of a token.
+        fields = mask_in(fields)
         levelname = _LEVELS.get(level) or logging.getLevelName(level)
         if self.json_lines:
             stamp = datetime.fromtimestamp(created, timezone.utc).isoformat()
@@ -93,7 +97,7 @@ class _Renderer:
             self._second = second
             self._date = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))
         millis = int((created - second) * 1000)
-        payload = _dumps(fields) if style == "json" else _kv(fields)
+        payload = _dumps(fields) if style == "json" else key_values(fields)
         return f"{self._date},{millis:03d} - {self.name} - {levelname} - {name}: {payload}"
 
 
