@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from exporter.probes import probe_config_union
 from exporter.probes.base import ProbeConfig, StrictModel, read_secret_file
+from exporter.redact import looks_secret, mask_url_secrets
 from exporter.units import Bytes, Seconds, parse_duration
 
 ENV_CONFIG = "PIPELINE_CONFIG"
@@ -355,6 +356,27 @@ def _kind_tags(model: type[BaseModel]) -> frozenset[str]:
     return frozenset(found)
 
 
+# Where a value may hold a secret whatever the key is called: a header or an
+# environment variable of a command, a request body; and any *url (a password,
+# a token parameter, or a webhook URL that is itself the secret).
+_SECRET_BEARING = frozenset({"headers", "env", "json_body"})
+
+
+def _maybe_secret(error: Any) -> bool:
+    """Whether an error's input must not be shown: it is, or may be, a secret.
+
+    By its place (a key that looks secret, or one of _SECRET_BEARING), by its
+    kind (an unknown key may be a misspelled secret one: ``dns:`` for ``dsn:``),
+    or by its look (a URL with a password or a secret query parameter)."""
+    value = error.get("input")
+    if isinstance(value, dict | list) or error["type"] == "extra_forbidden":
+        return True
+    for part in map(str, error["loc"]):
+        if part in _SECRET_BEARING or part.lower().endswith("url") or looks_secret(part):
+            return True
+    return isinstance(value, str) and mask_url_secrets(value) != value
+
+
 def format_validation_error(
     source: str, exc: ValidationError, model: type[BaseModel] | None = None
 ) -> str:
@@ -369,19 +391,12 @@ def format_validation_error(
             if not (i > 0 and isinstance(parts[i - 1], int) and part in tags)
         ]
         loc = ".".join(str(part) for part in parts)
-        message = error["msg"].removeprefix("Value error, ")
+        # Our own validators may quote what they refuse: mask what looks secret in it.
+        message = mask_url_secrets(error["msg"].removeprefix("Value error, "))
         if not loc:
             lines.append(f"  {message}")
             continue
         value = error.get("input")
-        secret = any(
-            "dsn" in str(part)
-            or "password" in str(part)
-            or "secret" in str(part)
-            or "token" in str(part)
-            or str(part) == "url"
-            for part in error["loc"]
-        )
-        shown = "" if secret or isinstance(value, dict | list) else f" (got {value!r})"
+        shown = "" if _maybe_secret(error) else f" (got {value!r})"
         lines.append(f"  {loc}: {message}{shown}")
     return "\n".join(lines)

@@ -171,16 +171,17 @@ class ProbeScheduler:
                 result = ProbeResult.unhealthy(
                     f"probe crashed: {describe_error(exc)}", time.perf_counter() - started
                 )
-        if result.error:
+        if result.error or result.detail:
+            # Its own secrets, and whatever URL secret its texts quote (an http
+            # probe's ?token=..., a client library's message).
             secrets = list(probe.secrets())
-            if secrets:
-                result = ProbeResult(
-                    result.status,
-                    result.latency_seconds,
-                    scrub(result.error, secrets),
-                    result.measurements,
-                    result.detail and scrub(result.detail, secrets),
-                )
+            result = ProbeResult(
+                result.status,
+                result.latency_seconds,
+                result.error and scrub(result.error, secrets),
+                result.measurements,
+                result.detail and scrub(result.detail, secrets),
+            )
         return result
 
     # -- storage targets and client resets (used by repair actions) ------------

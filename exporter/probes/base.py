@@ -15,6 +15,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
 from exporter.model import Measurement, ProbeResult, Status
+from exporter.redact import mask_url_secrets
 from exporter.units import Seconds
 
 T = TypeVar("T")
@@ -211,12 +212,13 @@ def describe_error(exc: BaseException) -> str:
     return text if len(text) > 12 else f"{name}: {text}"
 
 
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """Replace every secret value found in ``text`` with ``***``."""
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """Replace every secret value found in ``text`` with ``***``: the ``secrets``
+    given, and any URL password or secret-named query parameter."""
     for secret in secrets:
         if secret and len(secret) >= 3:
             text = text.replace(secret, "***")
-    return text
+    return mask_url_secrets(text)
 
 
 def url_password(url: str) -> list[str]:
@@ -229,13 +231,13 @@ def url_password(url: str) -> list[str]:
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password replaced by ``***``, for display."""
+    """The URL with its password and secret query parameters replaced by ``***``."""
     try:
         parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.rsplit("@", 1)
-        user = netloc[0].split(":", 1)[0]
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+        if parts.password is not None:
+            netloc = parts.netloc.rsplit("@", 1)
+            user = netloc[0].split(":", 1)[0]
+            url = urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
     except ValueError:
         return "<unparsable URL>"
+    return mask_url_secrets(url)

@@ -19,8 +19,8 @@ from exporter.probes.base import (
     describe_error,
     url_password,
 )
+from exporter.redact import looks_secret
 
-_SECRET_HEADER_HINTS = ("auth", "token", "key", "cookie", "secret")
 _MAX_BODY = 1 << 20
 
 
@@ -116,7 +116,5 @@ class Probe(BaseProbe):
 
     def secrets(self) -> Iterable[str]:
         return url_password(str(self.config.url)) + [
-            value
-            for name, value in self.config.headers.items()
-            if any(hint in name.lower() for hint in _SECRET_HEADER_HINTS)
+            value for name, value in self.config.headers.items() if looks_secret(name)
         ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
@@ -28,9 +29,20 @@ class TcpConfig(ProbeConfig):
         return targets
 
 
+_HOST = re.compile(
+    r"^(?:[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?"  # a name or an IPv4 address
+    r"|\[[0-9A-Fa-f:.]+(?:%[\w.-]+)?\])$"  # [IPv6], with a zone perhaps
+)
+
+
 def split_host_port(target: str) -> tuple[str, int]:
     host, sep, port = target.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if (
+        not sep
+        or not _HOST.match(host)
+        or not (port.isascii() and port.isdigit())
+        or not 0 < int(port) < 65536
+    ):
         raise ValueError(f"{target!r} is not host:port")
     return host.strip("[]"), int(port)
 
