@@ -68,6 +68,12 @@ def check_bearer(header: str | None, token: str) -> int | None:
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return 401
-    if not hmac.compare_digest(value.strip().encode(), token.encode()):
+    try:
+        given = value.strip().encode("utf-8")
+    except UnicodeEncodeError:
+        # Bytes that are not UTF-8 (aiohttp hands them over as lone surrogates):
+        # no token of ours looks like that; a malformed credential, not a wrong one.
+        return 401
+    if not hmac.compare_digest(given, token.encode("utf-8")):
         return 403
     return None

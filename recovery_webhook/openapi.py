@@ -356,7 +356,11 @@ SCHEMAS: dict[str, Any] = {
                             "additionalProperties": _TEXT,
                         },
                         "startsAt": {**_TEXT, "format": "date-time"},
-                        "endsAt": {"type": ["string", "null"], "maxLength": MAX_TEXT},
+                        "endsAt": {
+                            "type": ["string", "null"],
+                            "format": "date-time",
+                            "maxLength": MAX_TEXT,
+                        },
                         "generatorURL": {"type": ["string", "null"], "maxLength": MAX_TEXT},
                         "fingerprint": {"type": "string", "minLength": 1, "maxLength": 64},
                     },

@@ -146,6 +146,9 @@ class BaseProbe:
 
     kind: ClassVar[str]
     Config: ClassVar[type[ProbeConfig]]
+    #: Descriptors (sockets, files) one run may hold at once; the HTTP server
+    #: keeps this many free for the probe (see exporter.descriptors).
+    descriptors_per_run: ClassVar[int] = 2
 
     def __init__(self, config: ProbeConfig, context: ProbeContext) -> None:
         self.config = config
@@ -184,6 +187,9 @@ class BaseProbe:
 
     async def close(self) -> None:
         await self.reset()
+
+    def descriptors(self) -> int:
+        return self.descriptors_per_run
 
     def secrets(self) -> Iterable[str]:
         return ()

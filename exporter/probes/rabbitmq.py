@@ -68,6 +68,7 @@ class Probe(BaseProbe):
     kind: ClassVar[str] = "rabbitmq"
     Config: ClassVar[type[RabbitmqConfig]] = RabbitmqConfig
     config: RabbitmqConfig
+    descriptors_per_run: ClassVar[int] = 4  # pika's socket and its wakeup pair
 
     async def check(self) -> tuple[Status, list[Measurement], str | None]:
         try:

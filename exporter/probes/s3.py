@@ -67,6 +67,7 @@ class Probe(BaseProbe):
     kind: ClassVar[str] = "s3"
     Config: ClassVar[type[S3Config]] = S3Config
     config: S3Config
+    descriptors_per_run: ClassVar[int] = 4  # boto3's pooled connections to each target
 
     def __init__(self, config: S3Config, context: ProbeContext) -> None:
         super().__init__(config, context)

@@ -61,6 +61,9 @@ class Probe(BaseProbe):
     Config: ClassVar[type[TcpConfig]] = TcpConfig
     config: TcpConfig
 
+    def descriptors(self) -> int:
+        return len(self.config.targets)  # all connected at once
+
     async def check(self) -> tuple[Status, list[Measurement], str | None]:
         targets = self.config.targets
         # Each connection gets what is left of the probe's budget, so one
