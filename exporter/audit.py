@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import queue
+import stat
 import sys
 import threading
 import time
@@ -32,6 +33,7 @@ from typing import IO, Any
 
 from exporter.config import AuditConfig
 from exporter.logsafe import json_safe, key_values
+from exporter.private_files import FILE_MODE, open_private
 from exporter.redact import mask_in
 
 LOGGER_NAME = "pipeline_monitor.audit"
@@ -110,8 +112,14 @@ class _RotatingFile:
         self.max_bytes = max_bytes
         self.backup_count = backup_count
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[bytes] = open(path, "ab")  # noqa: SIM115 - closed by close()
+        self._file: IO[bytes] = self._open(FILE_MODE)
         self._size = self._file.tell()
+
+    def _open(self, mode: int) -> IO[bytes]:
+        # A new file is 0600 whatever the umask; an existing one keeps the mode
+        # its owner gave it (read access for a log shipper, say).
+        fd = open_private(self.path, os.O_WRONLY | os.O_APPEND, mode, tighten=False)
+        return os.fdopen(fd, "ab")
 
     def write(self, lines: list[str]) -> None:
         data = "".join(lines).encode("utf-8")
@@ -136,13 +144,14 @@ class _RotatingFile:
         return self._rolls and self._size > 0 and self._size + incoming > self.max_bytes
 
     def _roll(self) -> None:
+        mode = stat.S_IMODE(os.fstat(self._file.fileno()).st_mode)  # the next file's too
         self._file.close()
         for index in range(self.backup_count - 1, 0, -1):
             older = Path(f"{self.path}.{index}")
             if older.exists():
                 os.replace(older, f"{self.path}.{index + 1}")
         os.replace(self.path, f"{self.path}.1")
-        self._file = open(self.path, "ab")  # noqa: SIM115
+        self._file = self._open(mode)
         self._size = 0
 
     def close(self) -> None:

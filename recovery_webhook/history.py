@@ -10,6 +10,7 @@ import asyncio
 import concurrent.futures
 import functools
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic_core import to_json
+
+from exporter.private_files import make_private, open_private
 
 T = TypeVar("T")
 
@@ -358,6 +361,11 @@ class History:
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # 0600 whatever the umask: it holds what repair commands printed. SQLite
+        # gives the WAL and SHM files the database file's mode when it creates them.
+        os.close(open_private(self.path, os.O_RDWR))
+        for suffix in ("-wal", "-shm"):
+            make_private(Path(f"{self.path}{suffix}"))
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")

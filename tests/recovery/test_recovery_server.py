@@ -2,7 +2,8 @@
 open-file limit lowered to 128: connections are closed after bounded times,
 /healthz answers, the probes keep their descriptors (no false "down"), and the
 log stays a few lines. Also what it logs of malformed requests and hostile
-alert names: no token, no forged line."""
+alert names (no token, no forged line), and the modes of the files it makes
+whatever the umask."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import asyncio
 import json
 import os
 import re
+import stat
 import sys
 from pathlib import Path
 
@@ -22,11 +24,12 @@ pytestmark = pytest.mark.integration
 
 OPEN_FILES = 128
 FLOOD = 150  # more client sockets than the process may open files
-# Sets the open-file limit, then becomes the monitor (no preexec_fn: the test
-# process has threads).
-LIMIT_SHIM = (
-    "import os, resource, sys; n = int(sys.argv[1]);"
-    " resource.setrlimit(resource.RLIMIT_NOFILE, (n, n)); os.execv(sys.argv[2], sys.argv[2:])"
+# Sets the open-file limit (when not 0) and the umask, then becomes the monitor
+# (no preexec_fn: the test process has threads).
+SHIM = (
+    "import os, resource, sys; n = int(sys.argv[1]); os.umask(int(sys.argv[2], 8));"
+    " n and resource.setrlimit(resource.RLIMIT_NOFILE, (n, n));"
+    " os.execv(sys.argv[3], sys.argv[3:])"
 )
 RECORD_START = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} - ")
 RECORD_EVENT = re.compile(r"^\S+ \S+ - [\w.]+ - [A-Z]+ - ([A-Z_]+): ")
@@ -44,12 +47,16 @@ class Monitor:
         self.state_dir = tmp_path / "state"
         self.process: asyncio.subprocess.Process | None = None
 
-    async def start(self, open_files: int | None = OPEN_FILES) -> None:
+    async def start(
+        self, open_files: int | None = OPEN_FILES, umask: int = 0o022, token: str | None = TOKEN
+    ) -> None:
         script = str(Path(sys.executable).parent / "pipeline-monitor")
         argv = [script, "run", "--config", str(self.config_path), "--port", str(self.port)]
-        if open_files is not None:
-            argv = [sys.executable, "-c", LIMIT_SHIM, str(open_files), *argv]
-        env = {**os.environ, "PIPELINE_STATE_DIR": str(self.state_dir), "PIPELINE_API_TOKEN": TOKEN}
+        argv = [sys.executable, "-c", SHIM, str(open_files or 0), f"{umask:o}", *argv]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
+        env["PIPELINE_STATE_DIR"] = str(self.state_dir)
+        if token is not None:
+            env["PIPELINE_API_TOKEN"] = token
         with self.log_path.open("wb") as log:
             self.process = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=env
@@ -88,10 +95,10 @@ class Monitor:
 async def monitor_factory(tmp_path):
     started: list[Monitor] = []
 
-    async def start(config: dict, open_files: int | None = OPEN_FILES) -> Monitor:
+    async def start(config: dict, open_files: int | None = OPEN_FILES, **options) -> Monitor:
         monitor = Monitor(tmp_path, config)
         started.append(monitor)
-        await monitor.start(open_files)
+        await monitor.start(open_files, **options)
         return monitor
 
     yield start
@@ -232,3 +239,48 @@ async def test_an_alertname_cannot_forge_a_log_line(monitor_factory, tmp_path):
     events = [m.group(1) for m in map(RECORD_EVENT.match, lines) if m]
     assert events.count("ALERT_TRIGGERED") == 1, lines
     assert "ESCALATION" not in events and "FAILURE_DETECTED" not in events, lines
+
+
+def mode(path: Path) -> str:
+    return f"{stat.S_IMODE(path.stat().st_mode):04o}"
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o277])
+async def test_files_are_private_whatever_the_umask(monitor_factory, tmp_path, umask):
+    storage = {"probes": [{"type": "filesystem", "path": str(tmp_path / "files")}]}
+    state = tmp_path / "state"
+    config = {"components": {"storage": storage}, "audit": {"file": str(state / "audit.log")}}
+    monitor = await monitor_factory(config, open_files=None, umask=umask, token=None)
+    token = (state / "api-token").read_text().strip()
+    alert = make_alert("storage")
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            monitor.url + "/api/alertmanager/webhook",
+            json=payload(alert),
+            headers={"Authorization": f"Bearer {token}"},
+        ) as response:
+            assert response.status == 200, await response.text()
+    history = state / "history.sqlite3"
+    await wait_until(lambda: Path(f"{history}-wal").exists(), message="the WAL file exists")
+
+    assert mode(state) == "0700"
+    files = ["history.sqlite3", "history.sqlite3-wal", "history.sqlite3-shm", "api-token",
+             "monitor.lock", "audit.log"]  # fmt: skip
+    assert {name: mode(state / name) for name in files} == dict.fromkeys(files, "0600")
+    await monitor.stop()
+    assert monitor.process is not None and monitor.process.returncode == 0, monitor.log()[-2000:]
+
+
+async def test_files_from_before_are_made_private(monitor_factory, tmp_path):
+    state = tmp_path / "state"
+    state.mkdir(mode=0o755)
+    os.chmod(state, 0o755)
+    history = state / "history.sqlite3"
+    for path in (history, Path(f"{history}-wal"), Path(f"{history}-shm")):
+        path.touch()
+        os.chmod(path, 0o644)
+    storage = {"probes": [{"type": "filesystem", "path": str(tmp_path / "files")}]}
+    await monitor_factory({"components": {"storage": storage}}, open_files=None)
+    assert mode(state) == "0700"
+    assert mode(history) == "0600"
+    assert all(mode(p) == "0600" for p in state.glob("history.sqlite3*"))
