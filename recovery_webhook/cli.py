@@ -148,8 +148,6 @@ def run_service(args: argparse.Namespace) -> int:
     # messages, and a line break in one must not start a line of its own.
     handler.setFormatter(OneLineFormatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s"))
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
-    # pika narrates every connection at INFO; a probe connects every cycle.
-    logging.getLogger("pika").setLevel(max(logging.WARNING, logging.getLogger().level))
     config = load_config(AppConfig, args.config)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     try:

@@ -59,6 +59,15 @@ def connect_args(dsn: str, timeout: float) -> dict[str, Any]:
     }
 
 
+def mysql_error(exc: BaseException, timeout: float) -> str:
+    """PyMySQL's ``(2003, "Can't connect...")`` as words, a timeout said as one."""
+    if isinstance(exc, pymysql.MySQLError) and len(exc.args) == 2:
+        code, message = exc.args
+        text = f"{message} (MySQL error {code})"
+        return f"no answer within {timeout:g}s: {text}" if "timed out" in str(message) else text
+    return describe_error(exc)
+
+
 class Probe(BaseProbe):
     kind: ClassVar[str] = "mysql"
     Config: ClassVar[type[MysqlConfig]] = MysqlConfig
@@ -68,7 +77,7 @@ class Probe(BaseProbe):
         try:
             used, limit, read_only = await self.context.in_thread(self._blocking_check)
         except (pymysql.MySQLError, OSError) as exc:
-            raise ProbeFailure(describe_error(exc)) from None
+            raise ProbeFailure(mysql_error(exc, self.timeout)) from None
         return judge_connections(
             self.config.connections_degraded,
             self.config.connections_unhealthy,

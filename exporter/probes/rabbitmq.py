@@ -3,6 +3,7 @@ ready messages and consumers with a passive declare (which never creates it)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import ClassVar, Literal
 
@@ -46,6 +47,9 @@ def connection_parameters(url: str, timeout: float) -> pika.URLParameters:
     return params
 
 
+_OS_ERROR_TEXT = re.compile(r"\(\d+, '([^']+)'\)")
+
+
 def broker_error(exc: BaseException) -> str:
     if isinstance(exc, pika.exceptions.ChannelClosedByBroker):
         return f"{exc.reply_code} {exc.reply_text}"
@@ -53,6 +57,15 @@ def broker_error(exc: BaseException) -> str:
         return "authentication failed (check the user name and password)"
     if isinstance(exc, AMQPConnectorStackTimeout):
         return "no answer from the broker during the AMQP handshake (timed out)"
+    if isinstance(exc, pika.exceptions.IncompatibleProtocolError):
+        # pika's "Probably incompatible Protocol Versions": in practice, a broker
+        # (or a proxy before it) that hung up mid-handshake.
+        return "the broker closed the connection during the AMQP handshake"
+    if isinstance(exc, pika.exceptions.StreamLostError):
+        # pika keeps only the text of the OS error: "...ConnectionResetError(104,
+        # 'Connection reset by peer')".
+        words = _OS_ERROR_TEXT.search(str(exc))
+        return "the connection to the broker was lost" + (f": {words[1]}" if words else "")
     if isinstance(exc, pika.exceptions.AMQPConnectionError) and exc.args:
         inner = exc.args[0]
         if isinstance(inner, AMQPConnectorSocketConnectError):

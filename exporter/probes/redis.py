@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterable
 from typing import ClassVar, Literal
 
@@ -34,6 +35,18 @@ class RedisConfig(ProbeConfig):
     keys: list[RedisKey] = Field(default_factory=list)
 
 
+def redis_error(exc: BaseException, where: str, timeout: float) -> str:
+    """redis-py's "Error 111 connecting to h:6379. Connect call failed (...)." in words."""
+    if isinstance(exc, redis.exceptions.TimeoutError):
+        return f"no answer from {where} within {timeout:.1f}s ({describe_error(exc)})"
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(exc, redis.exceptions.ConnectionError) and isinstance(cause, OSError):
+        if cause.errno:
+            verb = "cannot connect to" if "connecting" in str(exc) else "lost the connection to"
+            return f"{verb} {where}: {os.strerror(cause.errno)}"
+    return describe_error(exc)
+
+
 class Probe(BaseProbe):
     kind: ClassVar[str] = "redis"
     Config: ClassVar[type[RedisConfig]] = RedisConfig
@@ -63,7 +76,9 @@ class Probe(BaseProbe):
             ]
         except (redis.exceptions.RedisError, OSError) as exc:
             await self.reset()
-            raise ProbeFailure(describe_error(exc)) from None
+            kwargs = client.connection_pool.connection_kwargs
+            where = f"{kwargs.get('host', '?')}:{kwargs.get('port', 6379)}"
+            raise ProbeFailure(redis_error(exc, where, self.timeout * 0.9)) from None
         except asyncio.CancelledError:
             await self.reset()
             raise
