@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from exporter.probes import probe_config_union
-from exporter.probes.base import ProbeConfig, StrictModel, read_secret_file
+from exporter.probes.base import ProbeConfig, StrictModel, checked_url, read_secret_file
 from exporter.redact import looks_secret, mask_url_secrets
 from exporter.units import Bytes, Seconds, parse_duration
 
@@ -113,8 +113,9 @@ class AlertWebhookConfig(StrictModel):
     @field_validator("url")
     @classmethod
     def _http_url(cls, url: str | None) -> str | None:
-        if url is not None and urlsplit(url).scheme not in ("http", "https"):
-            raise ValueError("must be an http:// or https:// URL")
+        example = "an http:// or https:// URL with a host"
+        if url is not None and not checked_url(url, ("http", "https"), example).hostname:
+            raise ValueError(f"expected {example}")
         return url
 
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
@@ -225,6 +225,23 @@ def scrub(text: str, secrets: Iterable[str] = ()) -> str:
         if secret and len(secret) >= 3:
             text = text.replace(secret, "***")
     return mask_url_secrets(text)
+
+
+def checked_url(url: str, schemes: tuple[str, ...], example: str) -> SplitResult:
+    """``url`` split, if a client could use it: one of ``schemes``, a port that is
+    a number from 1 to 65535. The ValueError never quotes the URL (it may hold a
+    password); ``example`` shows the expected form."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        problem = "the port is not a number from 1 to 65535" if "ort" in str(exc) else str(exc)
+        raise ValueError(f"{problem} (expected {example})") from None
+    if parts.scheme.lower() not in schemes:
+        raise ValueError(f"expected {example}")
+    if port == 0:
+        raise ValueError(f"the port is not a number from 1 to 65535 (expected {example})")
+    return parts
 
 
 def url_password(url: str) -> list[str]:

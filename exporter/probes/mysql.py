@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import pymysql
 from pydantic import Field, SecretStr, field_validator
@@ -15,6 +15,7 @@ from exporter.probes.base import (
     BaseProbe,
     ProbeConfig,
     ProbeFailure,
+    checked_url,
     describe_error,
     url_password,
 )
@@ -37,13 +38,12 @@ class MysqlConfig(ProbeConfig):
 
 
 def connect_args(dsn: str, timeout: float) -> dict[str, Any]:
-    parts = urlsplit(dsn)
-    if parts.scheme.split("+")[0] not in ("mysql", "mariadb"):
-        raise ValueError("expected a mysql://user:password@host:port/database URL")
-    try:
-        port = parts.port or 3306
-    except ValueError:
-        raise ValueError("the port is not a number") from None
+    example = "a mysql://user:password@host:port/database URL"
+    scheme = dsn.partition(":")[0].lower()
+    if scheme.split("+")[0] not in ("mysql", "mariadb"):
+        raise ValueError(f"expected {example}")
+    parts = checked_url(dsn, (scheme,), example)
+    port = parts.port or 3306
     seconds = max(int(timeout), 1)
     return {
         "host": parts.hostname or "127.0.0.1",

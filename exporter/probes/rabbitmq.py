@@ -15,7 +15,7 @@ from pika.adapters.utils.connection_workflow import (
     AMQPConnectorSocketConnectError,
     AMQPConnectorStackTimeout,
 )
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from exporter.model import Measurement, Status
 from exporter.probes._queues import QueueCheck, judge_queue, queues_outcome
@@ -23,6 +23,7 @@ from exporter.probes.base import (
     BaseProbe,
     ProbeConfig,
     ProbeFailure,
+    checked_url,
     describe_error,
     url_password,
 )
@@ -32,6 +33,21 @@ class RabbitmqConfig(ProbeConfig):
     type: Literal["rabbitmq"]
     url: SecretStr = Field(description="amqp://user:password@host:5672/vhost")
     queues: list[QueueCheck] = Field(default_factory=list)
+
+    @field_validator("url")
+    @classmethod
+    def _usable(cls, url: SecretStr) -> SecretStr:
+        check_amqp_url(url.get_secret_value())
+        return url
+
+
+def check_amqp_url(url: str) -> None:
+    """Refuse at start-up what pika would refuse at run time (a ValueError)."""
+    checked_url(url, ("amqp", "amqps"), "amqp://user:password@host:5672/vhost")
+    try:
+        pika.URLParameters(url)
+    except ValueError as exc:
+        raise ValueError(f"pika cannot use this URL: {exc}") from None
 
 
 def connection_parameters(url: str, timeout: float) -> pika.URLParameters:

@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 
 import redis.asyncio as aioredis
 import redis.exceptions
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from exporter.model import Measurement, Status
 from exporter.probes._queues import QueueCheck, judge_queue, queues_outcome
@@ -18,6 +18,7 @@ from exporter.probes.base import (
     ProbeConfig,
     ProbeContext,
     ProbeFailure,
+    checked_url,
     describe_error,
     url_password,
 )
@@ -33,6 +34,23 @@ class RedisConfig(ProbeConfig):
     type: Literal["redis"]
     url: SecretStr = Field(description="redis://[:password@]host:6379/0")
     keys: list[RedisKey] = Field(default_factory=list)
+
+    @field_validator("url")
+    @classmethod
+    def _usable(cls, url: SecretStr) -> SecretStr:
+        check_redis_url(url.get_secret_value())
+        return url
+
+
+def check_redis_url(url: str) -> None:
+    """Refuse at start-up what redis-py would refuse at run time: it parses the
+    URL, then hands every query parameter to its connection as an argument."""
+    checked_url(url, ("redis", "rediss", "unix"), "redis://[:password@]host:6379/0")
+    try:
+        pool = aioredis.ConnectionPool.from_url(url)
+        pool.make_connection()  # type: ignore[no-untyped-call]  # builds it; connects not
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"redis-py cannot use this URL: {exc}") from None
 
 
 def redis_error(exc: BaseException, where: str, timeout: float) -> str:

@@ -78,7 +78,7 @@ class Probe(BaseProbe):
             if isinstance(outcome, asyncio.TimeoutError)
             # asyncio's text ("Connect call failed ('127.0.0.1', 5432)") says less.
             else os.strerror(outcome.errno)
-            if isinstance(outcome, OSError) and outcome.errno
+            if isinstance(outcome, OSError) and outcome.errno and outcome.errno > 0
             else describe_error(outcome)
             for target, outcome in zip(targets, outcomes, strict=True)
             if isinstance(outcome, BaseException)
