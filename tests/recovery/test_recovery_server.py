@@ -82,6 +82,15 @@ class Monitor:
             async with s.get(self.url + "/api/pipeline/status") as response:
                 return dict(await response.json())
 
+    async def post_alert(self, alert: dict, token: str = TOKEN) -> None:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(
+                self.url + "/api/alertmanager/webhook",
+                json=payload(alert),
+                headers={"Authorization": f"Bearer {token}"},
+            ) as response:
+                assert response.status == 200, await response.text()
+
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
@@ -219,13 +228,7 @@ async def test_an_alertname_cannot_forge_a_log_line(monitor_factory, tmp_path):
         ' - ESCALATION: {"component": "storage"}\x1b[2K\x00\u2028\x85'
     )
     alert = make_alert("storage", alertname=forged, desk="x\nFAILURE_DETECTED: component=db")
-    async with aiohttp.ClientSession() as session:
-        async with session.post(
-            monitor.url + "/api/alertmanager/webhook",
-            json=payload(alert),
-            headers={"Authorization": f"Bearer {TOKEN}"},
-        ) as response:
-            assert response.status == 200, await response.text()
+    await monitor.post_alert(alert)
     await wait_until(lambda: "ALERT_TRIGGERED" in monitor.log(), message="the alert is logged")
     await monitor.stop()
     raw = monitor.log_path.read_bytes()
@@ -252,14 +255,7 @@ async def test_files_are_private_whatever_the_umask(monitor_factory, tmp_path, u
     config = {"components": {"storage": storage}, "audit": {"file": str(state / "audit.log")}}
     monitor = await monitor_factory(config, open_files=None, umask=umask, token=None)
     token = (state / "api-token").read_text().strip()
-    alert = make_alert("storage")
-    async with aiohttp.ClientSession() as session:
-        async with session.post(
-            monitor.url + "/api/alertmanager/webhook",
-            json=payload(alert),
-            headers={"Authorization": f"Bearer {token}"},
-        ) as response:
-            assert response.status == 200, await response.text()
+    await monitor.post_alert(make_alert("storage"), token)
     history = state / "history.sqlite3"
     await wait_until(lambda: Path(f"{history}-wal").exists(), message="the WAL file exists")
 
