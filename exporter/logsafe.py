@@ -20,6 +20,7 @@ Three renderings, each reversible so that a record's fields read back exactly:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -114,12 +115,18 @@ def dumps(value: Any) -> str:
     return json_safe(json.dumps(value, ensure_ascii=False, default=str))
 
 
-def _plain(text: str) -> bool:
-    return text.isprintable() and not any(c in text for c in ',"\\')
+_NOT_PLAIN_VALUE = re.compile(r'[,"\\]')
 
 
 def _token(text: str) -> str:
-    return text if _plain(text) else json_safe(_dumps(text))
+    if text.isprintable() and _NOT_PLAIN_VALUE.search(text) is None:
+        return text
+    return json_safe(_dumps(text))
+
+
+@functools.lru_cache(maxsize=256)
+def _key(key: str) -> str:
+    return key if _KEY.match(key) else _token(key)  # keys are few: each checked once
 
 
 def key_values(fields: Mapping[str, Any]) -> str:
@@ -127,10 +134,7 @@ def key_values(fields: Mapping[str, Any]) -> str:
 
     A value that is not plain (see the module's docstring) is written as a JSON
     string; so is a key that is not a plain name."""
-    return ", ".join(
-        f"{key if _KEY.match(key) else _token(key)}={_token(str(value))}"
-        for key, value in fields.items()
-    )
+    return ", ".join([f"{_key(key)}={_token(str(value))}" for key, value in fields.items()])
 
 
 class OneLineFormatter(logging.Formatter):

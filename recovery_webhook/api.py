@@ -140,7 +140,9 @@ async def _read_body(request: web.Request, timeout: float) -> web.Response | Non
     """Read the whole body now, within ``timeout``; the handler's read() then gets
     it at once. None when read, else the answer (the connection is closed after it)."""
     try:
-        if sys.version_info >= (3, 11):
+        if request.content.is_eof():  # all of it is here (the usual case): no timer needed
+            await request.read()
+        elif sys.version_info >= (3, 11):
             async with asyncio.timeout(timeout):  # no task of its own, unlike wait_for
                 await request.read()
         else:
