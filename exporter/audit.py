@@ -2,8 +2,10 @@
 
 Text lines read ``TIMESTAMP - LOGGER_NAME - LEVEL - EVENT: payload`` exactly as the
 seed's log-interpretation guide shows them; ``format: json`` writes one JSON
-object per line for log shippers. Nothing secret is passed in: callers hand over
-error texts that were already scrubbed.
+object per line for log shippers. Every event is one line, whatever its texts
+hold (see exporter.logsafe). Callers hand over error texts that were already
+scrubbed; URL passwords and secret query parameters are masked here as well,
+since alert labels and annotations come from outside.
 
 The audit trail is its own record, apart from the service's log: each AuditLog
 owns its writer thread, its stream and its rotating file. A call only queues the
@@ -20,6 +22,7 @@ import json
 import logging
 import os
 import queue
+import stat
 import sys
 import threading
 import time
@@ -29,6 +32,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from exporter.config import AuditConfig
+from exporter.logsafe import json_safe, key_values
+from exporter.private_files import FILE_MODE, open_private
+from exporter.redact import mask_in
 
 LOGGER_NAME = "pipeline_monitor.audit"
 
@@ -58,18 +64,15 @@ _BURST = 64
 _BURST_PAUSE = 0.02
 _BURST_HOLD = 0.2
 _BURST_MAX = 16384  # events held at most: a backlog beyond it is written at once
-_dumps = json.JSONEncoder(default=str, ensure_ascii=False).encode
+_encode = json.JSONEncoder(default=str, ensure_ascii=False).encode
+
+
+def _dumps(value: Any) -> str:
+    return json_safe(_encode(value))
+
 
 # (time, level, event, fields, style); None stops the writer.
 _Event = tuple[float, int, str, dict[str, Any], str]
-
-
-def _kv(fields: Mapping[str, Any]) -> str:
-    """The seed's ``key=value, key=value``; line breaks escaped: one event, one line."""
-    text = ", ".join([f"{key}={value}" for key, value in fields.items()])
-    if "\n" in text or "\r" in text:  # rare: looked for once, not field by field
-        text = text.replace("\r", "\\r").replace("\n", "\\n")
-    return text
 
 
 class _Renderer:
@@ -83,6 +86,9 @@ class _Renderer:
 
     def line(self, event: _Event) -> str:
         created, level, name, fields, style = event
+        # Masked field by field, before quoting: a pattern run over the finished
+        # line could take a closing quote for part of a token.
+        fields = mask_in(fields)
         levelname = _LEVELS.get(level) or logging.getLevelName(level)
         if self.json_lines:
             stamp = datetime.fromtimestamp(created, timezone.utc).isoformat()
@@ -93,7 +99,7 @@ class _Renderer:
             self._second = second
             self._date = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))
         millis = int((created - second) * 1000)
-        payload = _dumps(fields) if style == "json" else _kv(fields)
+        payload = _dumps(fields) if style == "json" else key_values(fields)
         return f"{self._date},{millis:03d} - {self.name} - {levelname} - {name}: {payload}"
 
 
@@ -106,8 +112,14 @@ class _RotatingFile:
         self.max_bytes = max_bytes
         self.backup_count = backup_count
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[bytes] = open(path, "ab")  # noqa: SIM115 - closed by close()
+        self._file: IO[bytes] = self._open(FILE_MODE)
         self._size = self._file.tell()
+
+    def _open(self, mode: int) -> IO[bytes]:
+        # A new file is 0600 whatever the umask; an existing one keeps the mode
+        # its owner gave it (read access for a log shipper, say).
+        fd = open_private(self.path, os.O_WRONLY | os.O_APPEND, mode, tighten=False)
+        return os.fdopen(fd, "ab")
 
     def write(self, lines: list[str]) -> None:
         data = "".join(lines).encode("utf-8")
@@ -132,13 +144,14 @@ class _RotatingFile:
         return self._rolls and self._size > 0 and self._size + incoming > self.max_bytes
 
     def _roll(self) -> None:
+        mode = stat.S_IMODE(os.fstat(self._file.fileno()).st_mode)  # the next file's too
         self._file.close()
         for index in range(self.backup_count - 1, 0, -1):
             older = Path(f"{self.path}.{index}")
             if older.exists():
                 os.replace(older, f"{self.path}.{index + 1}")
         os.replace(self.path, f"{self.path}.1")
-        self._file = open(self.path, "ab")  # noqa: SIM115
+        self._file = self._open(mode)
         self._size = 0
 
     def close(self) -> None:

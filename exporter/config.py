@@ -20,7 +20,8 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from exporter.probes import probe_config_union
-from exporter.probes.base import ProbeConfig, StrictModel, read_secret_file
+from exporter.probes.base import ProbeConfig, StrictModel, checked_url, read_secret_file
+from exporter.redact import looks_secret, mask_url_secrets
 from exporter.units import Bytes, Seconds, parse_duration
 
 ENV_CONFIG = "PIPELINE_CONFIG"
@@ -118,8 +119,9 @@ class AlertWebhookConfig(StrictModel):
     @field_validator("url")
     @classmethod
     def _http_url(cls, url: str | None) -> str | None:
-        if url is not None and urlsplit(url).scheme not in ("http", "https"):
-            raise ValueError("must be an http:// or https:// URL")
+        example = "an http:// or https:// URL with a host"
+        if url is not None and not checked_url(url, ("http", "https"), example).hostname:
+            raise ValueError(f"expected {example}")
         return url
 
 
@@ -366,6 +368,27 @@ def _kind_tags(model: type[BaseModel]) -> frozenset[str]:
     return frozenset(found)
 
 
+# Where a value may hold a secret whatever the key is called: a header or an
+# environment variable of a command, a request body; and any *url (a password,
+# a token parameter, or a webhook URL that is itself the secret).
+_SECRET_BEARING = frozenset({"headers", "env", "json_body"})
+
+
+def _maybe_secret(error: Any) -> bool:
+    """Whether an error's input must not be shown: it is, or may be, a secret.
+
+    By its place (a key that looks secret, or one of _SECRET_BEARING), by its
+    kind (an unknown key may be a misspelled secret one: ``dns:`` for ``dsn:``),
+    or by its look (a URL with a password or a secret query parameter)."""
+    value = error.get("input")
+    if isinstance(value, dict | list) or error["type"] == "extra_forbidden":
+        return True
+    for part in map(str, error["loc"]):
+        if part in _SECRET_BEARING or part.lower().endswith("url") or looks_secret(part):
+            return True
+    return isinstance(value, str) and mask_url_secrets(value) != value
+
+
 def format_validation_error(
     source: str, exc: ValidationError, model: type[BaseModel] | None = None
 ) -> str:
@@ -380,19 +403,12 @@ def format_validation_error(
             if not (i > 0 and isinstance(parts[i - 1], int) and part in tags)
         ]
         loc = ".".join(str(part) for part in parts)
-        message = error["msg"].removeprefix("Value error, ")
+        # Our own validators may quote what they refuse: mask what looks secret in it.
+        message = mask_url_secrets(error["msg"].removeprefix("Value error, "))
         if not loc:
             lines.append(f"  {message}")
             continue
         value = error.get("input")
-        secret = any(
-            "dsn" in str(part)
-            or "password" in str(part)
-            or "secret" in str(part)
-            or "token" in str(part)
-            or str(part) == "url"
-            for part in error["loc"]
-        )
-        shown = "" if secret or isinstance(value, dict | list) else f" (got {value!r})"
+        shown = "" if _maybe_secret(error) else f" (got {value!r})"
         lines.append(f"  {loc}: {message}{shown}")
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from exporter.audit import AuditLog
 from exporter.collector import PipelineCollector, make_registry
 from exporter.config import MonitorConfig
 from exporter.notify import TransitionNotifier, transition_message
-from exporter.probes import build_probe
+from exporter.probes import build_probe, hold_client_loggers
 from exporter.probes.base import Probe, ProbeContext
 from exporter.scheduler import ProbeScheduler
 from exporter.state import ComponentState, PipelineState, Transition
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 class Monitor:
     def __init__(self, config: MonitorConfig, audit: AuditLog | None = None) -> None:
+        hold_client_loggers()
         self.config = config
         self.audit = audit if audit is not None else AuditLog(config.audit)
         self._owns_audit = audit is None

@@ -121,6 +121,8 @@ class ProbeScheduler:
         results = await asyncio.gather(*(self._run_probe(name, p) for p in probes))
         self._sync_targets(name)
         component = self.state.components[name]
+        for probe, result in zip(probes, results, strict=True):
+            _log_change(name, probe.name, component.probes.get(probe.name), result)
         transition = self.state.record(
             name, dict(zip([p.name for p in probes], results, strict=True))
         )
@@ -171,16 +173,17 @@ class ProbeScheduler:
                 result = ProbeResult.unhealthy(
                     f"probe crashed: {describe_error(exc)}", time.perf_counter() - started
                 )
-        if result.error:
+        if result.error or result.detail:
+            # Its own secrets, and whatever URL secret its texts quote (an http
+            # probe's ?token=..., a client library's message).
             secrets = list(probe.secrets())
-            if secrets:
-                result = ProbeResult(
-                    result.status,
-                    result.latency_seconds,
-                    scrub(result.error, secrets),
-                    result.measurements,
-                    result.detail and scrub(result.detail, secrets),
-                )
+            result = ProbeResult(
+                result.status,
+                result.latency_seconds,
+                result.error and scrub(result.error, secrets),
+                result.measurements,
+                result.detail and scrub(result.detail, secrets),
+            )
         return result
 
     # -- storage targets and client resets (used by repair actions) ------------
@@ -206,6 +209,19 @@ class ProbeScheduler:
         """Drop the component's clients so that the next run reconnects."""
         for probe in self.probes[name]:
             await probe.reset()
+
+
+def _log_change(component: str, probe: str, before: ProbeResult | None, now: ProbeResult) -> None:
+    """One line when a probe's status changes, with its own error text: an outage
+    makes two lines (it began, it ended), not one per run or per client attempt."""
+    was = before.status if before is not None else Status.UNKNOWN
+    if now.status is was:
+        return
+    if now.status is Status.HEALTHY:
+        if was is not Status.UNKNOWN:
+            log.info("%s: probe %s is healthy again", component, probe)
+    else:
+        log.warning("%s: probe %s is %s: %s", component, probe, now.status.value, now.error)
 
 
 def _log_failure(task: asyncio.Task[ComponentState]) -> None:

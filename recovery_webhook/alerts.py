@@ -8,7 +8,8 @@ The webhook's hot path: every notification of an alert storm passes through
 validates the bytes straight into plain dicts with every constraint checked in
 its Rust core (types, lengths, the RFC 3339 shape of ``startsAt``); what is left
 for Python is one loop over the alerts for the two checks a schema cannot say
-(``labels`` must hold ``alertname``; ``startsAt`` must be a real date and time).
+(``labels`` must hold ``alertname``; ``startsAt`` and ``endsAt`` must be real
+moments, offsets included).
 
 Most notifications of a storm are repeats: Alertmanager sends a group again
 every ``group_interval``/``repeat_interval`` with the same alerts (it zeroes the
@@ -23,6 +24,7 @@ it is read-only.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Literal
@@ -44,12 +46,13 @@ MAX_TEXT = 8192
 # RFC 3339 as Go writes it (up to nine fraction digits). ASCII digits only: the
 # Rust regex engine's \d would take any Unicode digit.
 _RFC3339 = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
-    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})$"
+    r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]{1,9})?"
+    r"(?:[Zz]|[+-]([0-9]{2}):([0-9]{2}))$"
 )
+_RFC3339_PARTS = re.compile(_RFC3339)
 _NOT_RFC3339 = "Value error, not an RFC 3339 timestamp"
-# startsAt values whose date and time were found real: Alertmanager repeats an
-# alert with the same startsAt, so a storm checks each one once. Bounded.
+# Timestamps found real: Alertmanager repeats an alert with the same startsAt
+# (and endsAt), so a storm checks each one once. Bounded.
 _KNOWN_TIMES: set[str] = set()
 _KNOWN_TIMES_MAX = 8192
 
@@ -70,7 +73,14 @@ class Alert(TypedDict):
     startsAt: Annotated[  # noqa: N815 - Alertmanager's
         str, StringConstraints(pattern=_RFC3339), Field(json_schema_extra={"format": "date-time"})
     ]
-    endsAt: NotRequired[str | None]  # noqa: N815
+    endsAt: NotRequired[  # noqa: N815
+        Annotated[
+            str,
+            StringConstraints(pattern=_RFC3339),
+            Field(json_schema_extra={"format": "date-time"}),
+        ]
+        | None
+    ]
     generatorURL: NotRequired[str | None]  # noqa: N815
     fingerprint: Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
@@ -99,7 +109,8 @@ class PayloadError(ValueError):
 
 
 class BodyNotJSON(ValueError):
-    """A request body that is not JSON, or not UTF-8: the message says which."""
+    """A request body we cannot read as JSON: not UTF-8, not JSON, or JSON nested
+    too deeply to parse. The message says which."""
 
 
 def alert_key(alert: Alert) -> str:
@@ -173,7 +184,10 @@ def _parse(body: bytes) -> list[Alert]:
     try:
         payload = _PAYLOAD.validate_json(body)
     except ValidationError as exc:
-        if exc.errors(include_url=False)[0]["type"] == "json_invalid":
+        first = exc.errors(include_url=False)[0]
+        if first["type"] == "json_invalid":
+            if "recursion limit" in str(first.get("ctx", {}).get("error", "")):
+                raise BodyNotJSON("the body's JSON is nested too deeply") from None
             try:
                 body.decode("utf-8")
             except UnicodeDecodeError:
@@ -184,23 +198,37 @@ def _parse(body: bytes) -> list[Alert]:
 
 
 def _checked(alerts: list[Alert]) -> list[Alert]:
-    known = _KNOWN_TIMES
     for index, alert in enumerate(alerts):
         if "alertname" not in alert["labels"]:
             raise PayloadError(f"alerts.{index}.labels", "Value error, alertname is missing")
-        starts = alert["startsAt"]
-        if starts not in known:
-            # The pattern let only digits through; now the ranges: no month 13,
-            # no February 30 (datetime.fromisoformat() alone would also take what
-            # RFC 3339 does not, such as a date without a time).
-            try:
-                datetime.fromisoformat(starts[:19])
-            except ValueError:
-                raise PayloadError(f"alerts.{index}.startsAt", _NOT_RFC3339) from None
-            if len(known) >= _KNOWN_TIMES_MAX:
-                known.clear()
-            known.add(starts)
+        if not _real_time(alert["startsAt"]):
+            raise PayloadError(f"alerts.{index}.startsAt", _NOT_RFC3339)
+        ends = alert.get("endsAt")
+        if ends is not None and not _real_time(ends):
+            raise PayloadError(f"alerts.{index}.endsAt", _NOT_RFC3339)
     return alerts
+
+
+def _real_time(text: str) -> bool:
+    """Whether a timestamp of RFC 3339's shape (the schema checked it) names a
+    real moment, offset included: no month 13, no February 30, no +99:99."""
+    known = _KNOWN_TIMES
+    if text in known:
+        return True
+    match = _RFC3339_PARTS.match(text)
+    if match is None:
+        return False
+    year, month, day, hour, minute, second, offset_hours, offset_minutes = match.groups()
+    try:
+        datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
+    except ValueError:
+        return False
+    if offset_hours is not None and (int(offset_hours) > 23 or int(offset_minutes) > 59):
+        return False
+    if len(known) >= _KNOWN_TIMES_MAX:
+        known.clear()
+    known.add(text)
+    return True
 
 
 def _payload_error(exc: ValidationError) -> PayloadError:
@@ -210,7 +238,7 @@ def _payload_error(exc: ValidationError) -> PayloadError:
         return PayloadError("(body)", "expected a JSON object")
     field = ".".join(str(part) for part in loc)
     # The wording of the checks that were Python validators before.
-    if error["type"] == "string_pattern_mismatch" and loc[-1] == "startsAt":
+    if error["type"] == "string_pattern_mismatch" and loc[-1] in ("startsAt", "endsAt"):
         return PayloadError(field, _NOT_RFC3339)
     if error["type"] == "too_long" and loc[-1] == "labels" and len(loc) == 3:
         return PayloadError(field, f"Value error, more than {MAX_LABELS} labels")

@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from exporter.model import Status
+from exporter.redact import mask_in
 from exporter.state import ComponentState, PipelineState
 from recovery_webhook import slo
 from recovery_webhook.editor import EditorView, editor_view, incident_view, iso
@@ -315,7 +316,9 @@ class Answers:
 
     async def history_events(self, limit: int) -> list[HistoryEvent]:
         """The newest events; raises StoreUnavailable while the store is unreachable."""
-        events = await self.store.events.recent(limit)
+        # Masked as read: alerts' annotations come from outside and may quote a
+        # URL with a token; rows written before masking existed are covered too.
+        events: list[dict[str, Any]] = mask_in(await self.store.events.recent(limit))
         return [
             HistoryEvent.model_validate({**event, "timestamp": iso(event["timestamp"])})
             for event in events

@@ -6,18 +6,21 @@ browsers on configured origins (CORS). Errors are JSON: ``{"error": ...}``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from pydantic import BaseModel
 from pydantic_core import to_json
 
 from recovery_webhook.alerts import BodyNotJSON, PayloadError, parse_body
 from recovery_webhook.auth import check_bearer
-from recovery_webhook.config import AppConfig
+from recovery_webhook.config import AppConfig, ServerConfig
 from recovery_webhook.editor import iso
 from recovery_webhook.engine import RepairInProgress, UnknownComponent
 from recovery_webhook.schemas import (
@@ -90,24 +93,12 @@ def authorised(request: web.Request) -> bool:
 
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Body cap, bearer token, JSON errors and CORS, in one pass per request."""
+    """Body cap, bearer token, body timeout, JSON errors and CORS, in one pass per request."""
     config = request.app[CONFIG].server
     limit = config.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        # Refused from its Content-Length, before any of it is read.
-        return error(413, f"request body too large (limit {limit} bytes)")
-    if request.method not in SAFE_METHODS:
-        status = check_bearer(request.headers.get("Authorization"), request.app[TOKEN])
-        if status == 401:
-            return error(401, "missing bearer token (Authorization: Bearer <token>)")
-        if status == 403:
-            return error(403, "wrong bearer token")
     path = request.path
     try:
-        if request.method == "OPTIONS" and path in READ_ONLY:
-            response: web.StreamResponse = web.Response(status=204)
-        else:
-            response = await handler(request)
+        response = await _guarded(request, handler, config)
     except web.HTTPException as exc:
         if exc.status < 400 or not path.startswith("/api/"):
             raise
@@ -136,6 +127,62 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             response.headers["Access-Control-Max-Age"] = "600"
             if "*" not in origins:
                 response.headers["Vary"] = "Origin"
+    return response
+
+
+async def _guarded(
+    request: web.Request, handler: Handler, config: ServerConfig
+) -> web.StreamResponse:
+    limit = config.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        # Refused from its Content-Length, before any of it is read.
+        return error(413, f"request body too large (limit {limit} bytes)")
+    if not _utf8(request.headers.get("Authorization", "")):
+        return error(400, "the Authorization header is not UTF-8 text")
+    if request.method not in SAFE_METHODS:
+        status = check_bearer(request.headers.get("Authorization"), request.app[TOKEN])
+        if status == 401:
+            return error(401, "missing bearer token (Authorization: Bearer <token>)")
+        if status == 403:
+            return error(403, "wrong bearer token")
+        if request.can_read_body:
+            refused = await _read_body(request, config.body_timeout)
+            if refused is not None:
+                return refused
+    if request.method == "OPTIONS" and request.path in READ_ONLY:
+        return web.Response(status=204)
+    return await handler(request)
+
+
+def _utf8(text: str) -> bool:
+    """aiohttp decodes headers as UTF-8, keeping other bytes as lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+async def _read_body(request: web.Request, timeout: float) -> web.Response | None:
+    """Read the whole body now, within ``timeout``; the handler's read() then gets
+    it at once. None when read, else the answer (the connection is closed after it)."""
+    try:
+        if request.content.is_eof():  # all of it is here (the usual case): no timer needed
+            await request.read()
+        elif sys.version_info >= (3, 11):
+            async with asyncio.timeout(timeout):  # no task of its own, unlike wait_for
+                await request.read()
+        else:
+            await asyncio.wait_for(request.read(), timeout)
+        return None
+    except asyncio.TimeoutError:
+        response = error(408, f"the request body did not arrive within {timeout:g}s")
+    except ConnectionError:  # the client hung up mid-body: nobody reads the answer
+        log.info("%s %s: the client hung up before its body arrived", request.method, request.path)
+        response = error(400, "the request body was cut off")
+    except RequestPayloadError as exc:
+        response = error(400, f"the request body is malformed: {exc}")
+    response.force_close()
     return response
 
 

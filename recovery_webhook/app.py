@@ -16,9 +16,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from exporter.descriptors import probe_reserve
 from recovery_webhook import api, openapi, page
 from recovery_webhook.auth import resolve_token
 from recovery_webhook.config import AppConfig
+from recovery_webhook.server import REPAIR_RESERVE, BoundedSite, track_requests
 from recovery_webhook.service import PipelineService
 
 log = logging.getLogger(__name__)
@@ -30,7 +32,7 @@ def make_app(config: AppConfig, token: str | None = None) -> web.Application:
         # Bodies are capped twice: by Content-Length up front (api.guard), and
         # while reading, for chunked bodies that carry no length.
         client_max_size=config.server.max_body_bytes,
-        middlewares=[api.guard],
+        middlewares=[track_requests, api.guard],
     )
     app[api.CONFIG] = config
     app[api.TOKEN] = token if token is not None else resolve_token(config)
@@ -77,8 +79,16 @@ async def serve(config: AppConfig) -> None:
     app = make_app(config)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.server.host, config.server.port)
     try:
+        # What the probes may open at once stays free: clients can't starve them.
+        probes = [p for found in app[api.SERVICE].monitor.scheduler.probes.values() for p in found]
+        site = BoundedSite(
+            runner,
+            config.server,
+            config.server.host,
+            config.server.port,
+            reserve=probe_reserve(probes) + REPAIR_RESERVE,
+        )
         await site.start()
     except BaseException:
         await runner.cleanup()  # the service has started: stop it cleanly
@@ -92,7 +102,7 @@ async def serve(config: AppConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("pipeline-monitor listening on http://%s:%d", config.server.host, config.server.port)
+    log.info("pipeline-monitor listening on http://%s:%d", config.server.host, site.port)
     try:
         await stop.wait()
     finally:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from exporter.config import ConfigError, env_secret
+from exporter.private_files import open_private, private_directory
 from recovery_webhook.config import AppConfig
 
 log = logging.getLogger(__name__)
@@ -46,13 +47,12 @@ def _generated_token(path: Path) -> str:
     if len(existing) >= MIN_TOKEN_LENGTH:
         log.info("API token: using the one in %s", path)
         return existing
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(path.parent)
     token = secrets.token_urlsafe(32)
     # Created with 0600 from the start: never readable by others, even briefly.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = open_private(path, os.O_WRONLY | os.O_TRUNC)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(token + "\n")
-    os.chmod(path, 0o600)
     log.warning(
         "no API token configured: generated one into %s (give it to Alertmanager's"
         " credentials_file and to people who may trigger repairs)",
@@ -68,6 +68,12 @@ def check_bearer(header: str | None, token: str) -> int | None:
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return 401
-    if not hmac.compare_digest(value.strip().encode(), token.encode()):
+    try:
+        given = value.strip().encode("utf-8")
+    except UnicodeEncodeError:
+        # Bytes that are not UTF-8 (aiohttp hands them over as lone surrogates):
+        # no token of ours looks like that; a malformed credential, not a wrong one.
+        return 401
+    if not hmac.compare_digest(given, token.encode("utf-8")):
         return 403
     return None

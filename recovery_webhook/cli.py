@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from exporter import __version__
 from exporter.audit import AuditLog
 from exporter.config import ConfigError, format_validation_error, load_config
+from exporter.logsafe import OneLineFormatter
 from exporter.model import Status
 from exporter.monitor import Monitor
 from exporter.probes.base import redact_url
@@ -173,12 +174,11 @@ def run_service(args: argparse.Namespace) -> int:
     from recovery_webhook.app import serve  # aiohttp app only when serving
     from recovery_webhook.service import StateDirInUse
 
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s - %(name)s - %(levelname)s - %(message)s",
-    )
-    # pika narrates every connection at INFO; a probe connects every cycle.
-    logging.getLogger("pika").setLevel(max(logging.WARNING, logging.getLogger().level))
+    handler = logging.StreamHandler()
+    # One record, one line: request paths, alert names and error texts end up in
+    # messages, and a line break in one must not start a line of its own.
+    handler.setFormatter(OneLineFormatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s"))
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     config = load_config(AppConfig, args.config)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     try:

@@ -28,6 +28,21 @@ class ServerConfig(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     max_body_bytes: Bytes = 1 << 20
+    max_connections: int = Field(
+        default=512,
+        ge=1,
+        description="client connections open at once; fewer when the open-file limit"
+        " leaves less room beside what probes and repairs keep",
+    )
+    keepalive_timeout: Seconds = Field(
+        default=15.0, description="an idle connection is closed after this long"
+    )
+    header_timeout: Seconds = Field(
+        default=10.0, description="a request's line and headers must arrive within this"
+    )
+    body_timeout: Seconds = Field(
+        default=30.0, description="a request's body must arrive within this"
+    )
     cors_origins: list[str] = Field(
         default_factory=list,
         description="origins allowed to read the read-only endpoints ('*' for any)",

@@ -16,6 +16,7 @@ from typing import Any
 from exporter import __version__
 from exporter.audit import AuditLog
 from exporter.monitor import Monitor
+from exporter.private_files import open_private, private_directory
 from exporter.state import Transition
 from recovery_webhook import slo
 from recovery_webhook.actions.reaper import GRACE as REAPER_GRACE
@@ -44,8 +45,8 @@ def lock_state_dir(state_dir: Path) -> int:
     Two monitors on one state directory would write each other's heartbeats and
     stop events into one history and make its uptime figures wrong.
     """
-    state_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(state_dir / "monitor.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    private_directory(state_dir)
+    fd = open_private(state_dir / "monitor.lock", os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -83,7 +83,8 @@ BAD_CONFIGS = {
         check_intervall: 30
         components: {network: {probes: [{type: tcp, targets: ["127.0.0.1:5432"]}]}}
         """,
-        ["check_intervall: Extra inputs are not permitted (got 30)"],
+        # Never with its value: an unknown key may be a misspelled secret one.
+        ["check_intervall: Extra inputs are not permitted\n"],
     ),
     "unknown probe option": (
         """\
@@ -91,7 +92,7 @@ BAD_CONFIGS = {
           network:
             probes: [{type: tcp, targets: ["127.0.0.1:5432"], retries: 3}]
         """,
-        ["components.network.probes.0", "retries", "Extra inputs are not permitted (got 3)"],
+        ["components.network.probes.0", "retries: Extra inputs are not permitted\n"],
     ),
     "wrong type": (
         """\

@@ -169,6 +169,17 @@ def test_dockerfile_cmd_is_a_real_command() -> None:
     assert_cli_accepts(argv)
 
 
+def test_dockerfile_entrypoint_sets_a_private_umask_and_runs_the_cmd() -> None:
+    (entrypoint,) = dockerfile("ENTRYPOINT")
+    argv = exec_form(entrypoint)
+    assert argv[:2] == ["/bin/sh", "-c"] and "umask 0077" in argv[2], argv
+    # The entrypoint runs the CMD (or any command given to `docker run`) with that umask.
+    done = subprocess.run(
+        [*argv, "sh", "-c", "umask"], capture_output=True, text=True, timeout=30, env=clean_env()
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "0077"), done.stderr
+
+
 def test_dockerfile_placeholder_config_is_the_built_in_default(tmp_path: Path) -> None:
     """`docker run` without a mounted config starts with the built-in default."""
     (run,) = [r for r in dockerfile("RUN") if CONFIG_PATH in r and "printf" in r]
@@ -694,6 +705,9 @@ def test_unit_state_token_and_logs() -> None:
     audit_log = PurePosixPath(environment_["AUDIT_LOG_FILE"])
     assert str(audit_log.parent) in writable
     assert audit_log.parent == PurePosixPath("/var/log") / single(service_section, "LogsDirectory")
+    # Private whatever else runs: the state directory 0700, a umask for what commands make.
+    assert single(service_section, "StateDirectoryMode") == "0700"
+    assert single(service_section, "UMask") == "0077"
 
 
 def test_unit_is_hardened() -> None:

@@ -9,12 +9,13 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
 from exporter.model import Measurement, ProbeResult, Status
+from exporter.redact import mask_url_secrets
 from exporter.units import Seconds
 
 T = TypeVar("T")
@@ -145,6 +146,9 @@ class BaseProbe:
 
     kind: ClassVar[str]
     Config: ClassVar[type[ProbeConfig]]
+    #: Descriptors (sockets, files) one run may hold at once; the HTTP server
+    #: keeps this many free for the probe (see exporter.descriptors).
+    descriptors_per_run: ClassVar[int] = 2
 
     def __init__(self, config: ProbeConfig, context: ProbeContext) -> None:
         self.config = config
@@ -184,6 +188,9 @@ class BaseProbe:
     async def close(self) -> None:
         await self.reset()
 
+    def descriptors(self) -> int:
+        return self.descriptors_per_run
+
     def secrets(self) -> Iterable[str]:
         return ()
 
@@ -211,12 +218,30 @@ def describe_error(exc: BaseException) -> str:
     return text if len(text) > 12 else f"{name}: {text}"
 
 
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """Replace every secret value found in ``text`` with ``***``."""
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """Replace every secret value found in ``text`` with ``***``: the ``secrets``
+    given, and any URL password or secret-named query parameter."""
     for secret in secrets:
         if secret and len(secret) >= 3:
             text = text.replace(secret, "***")
-    return text
+    return mask_url_secrets(text)
+
+
+def checked_url(url: str, schemes: tuple[str, ...], example: str) -> SplitResult:
+    """``url`` split, if a client could use it: one of ``schemes``, a port that is
+    a number from 1 to 65535. The ValueError never quotes the URL (it may hold a
+    password); ``example`` shows the expected form."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        problem = "the port is not a number from 1 to 65535" if "ort" in str(exc) else str(exc)
+        raise ValueError(f"{problem} (expected {example})") from None
+    if parts.scheme.lower() not in schemes:
+        raise ValueError(f"expected {example}")
+    if port == 0:
+        raise ValueError(f"the port is not a number from 1 to 65535 (expected {example})")
+    return parts
 
 
 def url_password(url: str) -> list[str]:
@@ -229,13 +254,13 @@ def url_password(url: str) -> list[str]:
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password replaced by ``***``, for display."""
+    """The URL with its password and secret query parameters replaced by ``***``."""
     try:
         parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.rsplit("@", 1)
-        user = netloc[0].split(":", 1)[0]
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+        if parts.password is not None:
+            netloc = parts.netloc.rsplit("@", 1)
+            user = netloc[0].split(":", 1)[0]
+            url = urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
     except ValueError:
         return "<unparsable URL>"
+    return mask_url_secrets(url)

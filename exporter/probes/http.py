@@ -19,8 +19,8 @@ from exporter.probes.base import (
     describe_error,
     url_password,
 )
+from exporter.redact import looks_secret
 
-_SECRET_HEADER_HINTS = ("auth", "token", "key", "cookie", "secret")
 _MAX_BODY = 1 << 20
 
 
@@ -84,7 +84,8 @@ class Probe(BaseProbe):
             raise ProbeFailure(f"no answer from {url} within {timeout.total:.1f}s") from None
         except aiohttp.ClientConnectorError as exc:
             errno_ = exc.os_error.errno
-            reason = os.strerror(errno_) if errno_ else describe_error(exc.os_error)
+            # A lookup failure's errno is negative (EAI_*): its own text says more.
+            reason = os.strerror(errno_) if errno_ and errno_ > 0 else describe_error(exc.os_error)
             raise ProbeFailure(f"{url}: cannot connect: {reason}") from None
         except aiohttp.ClientError as exc:
             raise ProbeFailure(f"{url}: {describe_error(exc)}") from None
@@ -116,7 +117,5 @@ class Probe(BaseProbe):
 
     def secrets(self) -> Iterable[str]:
         return url_password(str(self.config.url)) + [
-            value
-            for name, value in self.config.headers.items()
-            if any(hint in name.lower() for hint in _SECRET_HEADER_HINTS)
+            value for name, value in self.config.headers.items() if looks_secret(name)
         ]

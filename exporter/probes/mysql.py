@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import pymysql
 from pydantic import Field, SecretStr, field_validator
@@ -15,6 +15,7 @@ from exporter.probes.base import (
     BaseProbe,
     ProbeConfig,
     ProbeFailure,
+    checked_url,
     describe_error,
     url_password,
 )
@@ -37,13 +38,12 @@ class MysqlConfig(ProbeConfig):
 
 
 def connect_args(dsn: str, timeout: float) -> dict[str, Any]:
-    parts = urlsplit(dsn)
-    if parts.scheme.split("+")[0] not in ("mysql", "mariadb"):
-        raise ValueError("expected a mysql://user:password@host:port/database URL")
-    try:
-        port = parts.port or 3306
-    except ValueError:
-        raise ValueError("the port is not a number") from None
+    example = "a mysql://user:password@host:port/database URL"
+    scheme = dsn.partition(":")[0].lower()
+    if scheme.split("+")[0] not in ("mysql", "mariadb"):
+        raise ValueError(f"expected {example}")
+    parts = checked_url(dsn, (scheme,), example)
+    port = parts.port or 3306
     seconds = max(int(timeout), 1)
     return {
         "host": parts.hostname or "127.0.0.1",
@@ -59,6 +59,15 @@ def connect_args(dsn: str, timeout: float) -> dict[str, Any]:
     }
 
 
+def mysql_error(exc: BaseException, timeout: float) -> str:
+    """PyMySQL's ``(2003, "Can't connect...")`` as words, a timeout said as one."""
+    if isinstance(exc, pymysql.MySQLError) and len(exc.args) == 2:
+        code, message = exc.args
+        text = f"{message} (MySQL error {code})"
+        return f"no answer within {timeout:g}s: {text}" if "timed out" in str(message) else text
+    return describe_error(exc)
+
+
 class Probe(BaseProbe):
     kind: ClassVar[str] = "mysql"
     Config: ClassVar[type[MysqlConfig]] = MysqlConfig
@@ -68,7 +77,7 @@ class Probe(BaseProbe):
         try:
             used, limit, read_only = await self.context.in_thread(self._blocking_check)
         except (pymysql.MySQLError, OSError) as exc:
-            raise ProbeFailure(describe_error(exc)) from None
+            raise ProbeFailure(mysql_error(exc, self.timeout)) from None
         return judge_connections(
             self.config.connections_degraded,
             self.config.connections_unhealthy,

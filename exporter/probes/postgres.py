@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import ClassVar, Literal
 
 import psycopg
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from exporter.model import Measurement, Status
 from exporter.probes.base import (
@@ -27,6 +27,13 @@ CANARY_TABLE = "pipeline_monitor_canary"
 class PostgresConfig(ProbeConfig):
     type: Literal["postgres"]
     dsn: SecretStr
+
+    @field_validator("dsn")
+    @classmethod
+    def _usable(cls, dsn: SecretStr) -> SecretStr:
+        check_dsn(dsn.get_secret_value())
+        return dsn
+
     write_canary: bool = Field(
         default=False,
         description=f"upsert a row in {CANARY_TABLE} (created if missing) to prove writes work",
@@ -36,6 +43,26 @@ class PostgresConfig(ProbeConfig):
     expect_primary: bool = Field(
         default=True, description="a server in recovery (a standby) is degraded"
     )
+
+
+_SSLMODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
+
+
+def check_dsn(dsn: str) -> None:
+    """Refuse at start-up what libpq would refuse when connecting: a DSN it cannot
+    parse, a port that is not a number from 1 to 65535, an unknown sslmode. The
+    message never quotes the DSN (libpq's does)."""
+    example = "postgresql://user:password@host:5432/db or host=... port=... key=value pairs"
+    try:
+        options = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        raise ValueError(f"not a PostgreSQL DSN (expected {example})") from None
+    for port in str(options.get("port") or "5432").split(","):
+        if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError("the port is not a number from 1 to 65535")
+    sslmode = options.get("sslmode")
+    if sslmode is not None and sslmode not in _SSLMODES:
+        raise ValueError(f"sslmode must be one of {', '.join(sorted(_SSLMODES))}")
 
 
 class Probe(BaseProbe):

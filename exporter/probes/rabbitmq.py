@@ -3,6 +3,7 @@ ready messages and consumers with a passive declare (which never creates it)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import ClassVar, Literal
 
@@ -14,7 +15,7 @@ from pika.adapters.utils.connection_workflow import (
     AMQPConnectorSocketConnectError,
     AMQPConnectorStackTimeout,
 )
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from exporter.model import Measurement, Status
 from exporter.probes._queues import QueueCheck, judge_queue, queues_outcome
@@ -22,6 +23,7 @@ from exporter.probes.base import (
     BaseProbe,
     ProbeConfig,
     ProbeFailure,
+    checked_url,
     describe_error,
     url_password,
 )
@@ -31,6 +33,21 @@ class RabbitmqConfig(ProbeConfig):
     type: Literal["rabbitmq"]
     url: SecretStr = Field(description="amqp://user:password@host:5672/vhost")
     queues: list[QueueCheck] = Field(default_factory=list)
+
+    @field_validator("url")
+    @classmethod
+    def _usable(cls, url: SecretStr) -> SecretStr:
+        check_amqp_url(url.get_secret_value())
+        return url
+
+
+def check_amqp_url(url: str) -> None:
+    """Refuse at start-up what pika would refuse at run time (a ValueError)."""
+    checked_url(url, ("amqp", "amqps"), "amqp://user:password@host:5672/vhost")
+    try:
+        pika.URLParameters(url)
+    except ValueError as exc:
+        raise ValueError(f"pika cannot use this URL: {exc}") from None
 
 
 def connection_parameters(url: str, timeout: float) -> pika.URLParameters:
@@ -46,6 +63,9 @@ def connection_parameters(url: str, timeout: float) -> pika.URLParameters:
     return params
 
 
+_OS_ERROR_TEXT = re.compile(r"\(\d+, '([^']+)'\)")
+
+
 def broker_error(exc: BaseException) -> str:
     if isinstance(exc, pika.exceptions.ChannelClosedByBroker):
         return f"{exc.reply_code} {exc.reply_text}"
@@ -53,6 +73,15 @@ def broker_error(exc: BaseException) -> str:
         return "authentication failed (check the user name and password)"
     if isinstance(exc, AMQPConnectorStackTimeout):
         return "no answer from the broker during the AMQP handshake (timed out)"
+    if isinstance(exc, pika.exceptions.IncompatibleProtocolError):
+        # pika's "Probably incompatible Protocol Versions": in practice, a broker
+        # (or a proxy before it) that hung up mid-handshake.
+        return "the broker closed the connection during the AMQP handshake"
+    if isinstance(exc, pika.exceptions.StreamLostError):
+        # pika keeps only the text of the OS error: "...ConnectionResetError(104,
+        # 'Connection reset by peer')".
+        words = _OS_ERROR_TEXT.search(str(exc))
+        return "the connection to the broker was lost" + (f": {words[1]}" if words else "")
     if isinstance(exc, pika.exceptions.AMQPConnectionError) and exc.args:
         inner = exc.args[0]
         if isinstance(inner, AMQPConnectorSocketConnectError):
@@ -68,6 +97,7 @@ class Probe(BaseProbe):
     kind: ClassVar[str] = "rabbitmq"
     Config: ClassVar[type[RabbitmqConfig]] = RabbitmqConfig
     config: RabbitmqConfig
+    descriptors_per_run: ClassVar[int] = 4  # pika's socket and its wakeup pair
 
     async def check(self) -> tuple[Status, list[Measurement], str | None]:
         try:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterable
 from typing import ClassVar, Literal
 
 import redis.asyncio as aioredis
 import redis.exceptions
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from exporter.model import Measurement, Status
 from exporter.probes._queues import QueueCheck, judge_queue, queues_outcome
@@ -17,6 +18,7 @@ from exporter.probes.base import (
     ProbeConfig,
     ProbeContext,
     ProbeFailure,
+    checked_url,
     describe_error,
     url_password,
 )
@@ -32,6 +34,35 @@ class RedisConfig(ProbeConfig):
     type: Literal["redis"]
     url: SecretStr = Field(description="redis://[:password@]host:6379/0")
     keys: list[RedisKey] = Field(default_factory=list)
+
+    @field_validator("url")
+    @classmethod
+    def _usable(cls, url: SecretStr) -> SecretStr:
+        check_redis_url(url.get_secret_value())
+        return url
+
+
+def check_redis_url(url: str) -> None:
+    """Refuse at start-up what redis-py would refuse at run time: it parses the
+    URL, then hands every query parameter to its connection as an argument."""
+    checked_url(url, ("redis", "rediss", "unix"), "redis://[:password@]host:6379/0")
+    try:
+        pool = aioredis.ConnectionPool.from_url(url)
+        pool.make_connection()  # type: ignore[no-untyped-call]  # builds it; connects not
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"redis-py cannot use this URL: {exc}") from None
+
+
+def redis_error(exc: BaseException, where: str, timeout: float) -> str:
+    """redis-py's "Error 111 connecting to h:6379. Connect call failed (...)." in words."""
+    if isinstance(exc, redis.exceptions.TimeoutError):
+        return f"no answer from {where} within {timeout:.1f}s ({describe_error(exc)})"
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(exc, redis.exceptions.ConnectionError) and isinstance(cause, OSError):
+        if cause.errno:
+            verb = "cannot connect to" if "connecting" in str(exc) else "lost the connection to"
+            return f"{verb} {where}: {os.strerror(cause.errno)}"
+    return describe_error(exc)
 
 
 class Probe(BaseProbe):
@@ -63,7 +94,9 @@ class Probe(BaseProbe):
             ]
         except (redis.exceptions.RedisError, OSError) as exc:
             await self.reset()
-            raise ProbeFailure(describe_error(exc)) from None
+            kwargs = client.connection_pool.connection_kwargs
+            where = f"{kwargs.get('host', '?')}:{kwargs.get('port', 6379)}"
+            raise ProbeFailure(redis_error(exc, where, self.timeout * 0.9)) from None
         except asyncio.CancelledError:
             await self.reset()
             raise

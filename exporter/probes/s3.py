@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import boto3
 import botocore.config
 import botocore.exceptions
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from exporter.model import Measurement, Status
 from exporter.probes.base import (
@@ -20,6 +20,7 @@ from exporter.probes.base import (
     ProbeContext,
     ProbeFailure,
     SecretsFromFiles,
+    checked_url,
     describe_error,
 )
 
@@ -34,6 +35,16 @@ CANARY_KEY = ".pipeline-monitor-canary"
 class S3Target(SecretsFromFiles):
     bucket: str = Field(min_length=3, max_length=63)
     endpoint_url: str | None = Field(default=None, description="omit for AWS itself")
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _usable(cls, url: str | None) -> str | None:
+        if url is not None:
+            parts = checked_url(url, ("http", "https"), "http(s)://host[:port]")
+            if not parts.hostname:
+                raise ValueError("expected http(s)://host[:port]")
+        return url
+
     region: str = "us-east-1"
     access_key_id: SecretStr | None = None
     secret_access_key: SecretStr | None = None
@@ -67,6 +78,7 @@ class Probe(BaseProbe):
     kind: ClassVar[str] = "s3"
     Config: ClassVar[type[S3Config]] = S3Config
     config: S3Config
+    descriptors_per_run: ClassVar[int] = 4  # boto3's pooled connections to each target
 
     def __init__(self, config: S3Config, context: ProbeContext) -> None:
         super().__init__(config, context)

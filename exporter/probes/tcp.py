@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
@@ -28,9 +29,20 @@ class TcpConfig(ProbeConfig):
         return targets
 
 
+_HOST = re.compile(
+    r"^(?:[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?"  # a name or an IPv4 address
+    r"|\[[0-9A-Fa-f:.]+(?:%[\w.-]+)?\])$"  # [IPv6], with a zone perhaps
+)
+
+
 def split_host_port(target: str) -> tuple[str, int]:
     host, sep, port = target.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if (
+        not sep
+        or not _HOST.match(host)
+        or not (port.isascii() and port.isdigit())
+        or not 0 < int(port) < 65536
+    ):
         raise ValueError(f"{target!r} is not host:port")
     return host.strip("[]"), int(port)
 
@@ -49,6 +61,9 @@ class Probe(BaseProbe):
     Config: ClassVar[type[TcpConfig]] = TcpConfig
     config: TcpConfig
 
+    def descriptors(self) -> int:
+        return len(self.config.targets)  # all connected at once
+
     async def check(self) -> tuple[Status, list[Measurement], str | None]:
         targets = self.config.targets
         # Each connection gets what is left of the probe's budget, so one
@@ -63,7 +78,7 @@ class Probe(BaseProbe):
             if isinstance(outcome, asyncio.TimeoutError)
             # asyncio's text ("Connect call failed ('127.0.0.1', 5432)") says less.
             else os.strerror(outcome.errno)
-            if isinstance(outcome, OSError) and outcome.errno
+            if isinstance(outcome, OSError) and outcome.errno and outcome.errno > 0
             else describe_error(outcome)
             for target, outcome in zip(targets, outcomes, strict=True)
             if isinstance(outcome, BaseException)

@@ -1,13 +1,25 @@
 """``command``: run a program (an argv list, never a shell string) with a timeout.
 
-The alert's labels reach it as environment variables (``ALERT_COMPONENT``,
-``ALERT_ALERTNAME``...), never as part of the command line, so that nothing an
-alert carries can change what runs.
+What the alert says reaches it as environment variables, never as part of the
+command line, so that nothing an alert carries can change what runs. Each source
+has its own namespace, so none can set another's variables:
+
+- the monitor's: ``PIPELINE_COMPONENT``, the component being repaired;
+- the alert's labels: ``ALERT_LABEL_<NAME>``, the name upper-cased and every
+  character but A-Z, 0-9 and _ made a _. Labels whose names come out the same
+  (``severity`` and ``Severity``, ``alert-name`` and ``alert_name``) are all
+  left out, the same way every time, and the log says so;
+- the action's own ``env:``, which may not use either prefix;
+- the monitor's environment, less every ``PIPELINE_*`` and ``ALERT_LABEL_*``
+  variable and the seed's (``DATABASE_URL``, ``ALERT_WEBHOOK_URL``,
+  ``AUDIT_LOG_FILE``), with their ``_FILE`` forms: the monitor's secrets stay
+  with the monitor.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import signal
@@ -16,7 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, ClassVar, Literal, Protocol
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from recovery_webhook.actions.base import (
     MAX_OUTPUT,
@@ -27,35 +39,83 @@ from recovery_webhook.actions.base import (
     truncate,
 )
 
+log = logging.getLogger(__name__)
+
+COMPONENT_VARIABLE = "PIPELINE_COMPONENT"
+LABEL_PREFIX = "ALERT_LABEL_"
+# The monitor's namespaces: set by the monitor for a command, never passed on.
+MONITOR_PREFIXES = ("PIPELINE_", LABEL_PREFIX)
+SEED_VARIABLES = frozenset({"DATABASE_URL", "ALERT_WEBHOOK_URL", "AUDIT_LOG_FILE"})
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
 
 class CommandConfig(ActionConfig):
     type: Literal["command"]
     argv: list[str] = Field(min_length=1, description="program and arguments")
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="more environment variables; not PIPELINE_* or ALERT_LABEL_*",
+    )
     cwd: Path | None = None
 
+    @field_validator("argv")
+    @classmethod
+    def _no_nul(cls, argv: list[str]) -> list[str]:
+        if any("\0" in arg for arg in argv):
+            raise ValueError("an argument may not contain a NUL character")
+        return argv
 
-_UNSAFE = re.compile(r"[^A-Z0-9_]")
+    @field_validator("env")
+    @classmethod
+    def _own_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for name, value in env.items():
+            if not _NAME.match(name):
+                raise ValueError(f"{name!r} is not a variable name (letters, digits and _)")
+            if name.startswith(MONITOR_PREFIXES):
+                raise ValueError(
+                    f"{name}: names starting with {' or '.join(MONITOR_PREFIXES)} are set by"
+                    " the monitor"
+                )
+            if "\0" in value:
+                raise ValueError(f"{name}: a value may not contain a NUL character")
+        return env
 
 
-# The monitor's own secrets stay with the monitor: a repair script gets the
-# environment minus these (and their _FILE forms).
-_PRIVATE_VARIABLES = ("PIPELINE_API_TOKEN", "DATABASE_URL", "ALERT_WEBHOOK_URL")
+def _inherited(name: str) -> bool:
+    return not name.startswith(MONITOR_PREFIXES) and name.removesuffix("_FILE") not in (
+        SEED_VARIABLES
+    )
 
 
-def child_environment() -> dict[str, str]:
-    return {
-        name: value
-        for name, value in os.environ.items()
-        if name.removesuffix("_FILE") not in _PRIVATE_VARIABLES
-    }
+def child_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The monitor's environment as a command gets it: less the monitor's own."""
+    source = os.environ if environ is None else environ
+    return {name: value for name, value in source.items() if _inherited(name)}
+
+
+def label_variable(label: str) -> str:
+    """``ALERT_LABEL_`` + the name upper-cased, each character but A-Z, 0-9 and _ a _."""
+    return LABEL_PREFIX + "".join(
+        char.upper() if char.isascii() and (char.isalnum() or char == "_") else "_"
+        for char in label
+    )
 
 
 def label_environment(component: str, labels: Mapping[str, str]) -> dict[str, str]:
-    env = {"PIPELINE_COMPONENT": component}
-    for name, value in labels.items():
-        key = "ALERT_" + _UNSAFE.sub("_", name.upper())
-        env[key] = value.replace("\0", "")
+    """The monitor's variables for a repair of ``component`` triggered by ``labels``."""
+    named: dict[str, list[str]] = {}
+    for label in labels:
+        named.setdefault(label_variable(label), []).append(label)
+    env = {COMPONENT_VARIABLE: component}
+    for name, found in named.items():
+        if len(found) == 1:
+            env[name] = labels[found[0]].replace("\0", "")
+        else:
+            log.warning(
+                "labels %s are left out of the command's environment: all would be %s",
+                ", ".join(repr(label) for label in sorted(found)),
+                name,
+            )
     return env
 
 
@@ -144,7 +204,7 @@ class Action(BaseAction):
     config: CommandConfig
 
     async def run(self, context: ActionContext) -> str:
-        env = {**label_environment(context.component, context.labels), **self.config.env}
+        env = {**self.config.env, **label_environment(context.component, context.labels)}
         return await run_argv(
             self.config.argv, context.timeout, env, self.config.cwd, context.process_groups
         )

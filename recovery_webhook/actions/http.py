@@ -11,6 +11,7 @@ import aiohttp
 from pydantic import AnyHttpUrl, Field
 
 from exporter.probes.base import describe_error, url_password
+from exporter.redact import looks_secret
 from recovery_webhook.actions.base import (
     ActionConfig,
     ActionContext,
@@ -18,8 +19,6 @@ from recovery_webhook.actions.base import (
     BaseAction,
     truncate,
 )
-
-_SECRET_HEADER_HINTS = ("auth", "token", "key", "cookie", "secret")
 
 
 class HttpActionConfig(ActionConfig):
@@ -70,7 +69,5 @@ class Action(BaseAction):
 
     def secrets(self) -> Iterable[str]:
         return url_password(str(self.config.url)) + [
-            value
-            for name, value in self.config.headers.items()
-            if any(hint in name.lower() for hint in _SECRET_HEADER_HINTS)
+            value for name, value in self.config.headers.items() if looks_secret(name)
         ]

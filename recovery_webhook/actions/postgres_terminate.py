@@ -11,10 +11,10 @@ from collections.abc import Iterable
 from typing import ClassVar, Literal
 
 import psycopg
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from exporter.probes.base import describe_error, url_password
-from exporter.probes.postgres import APPLICATION_NAME, PostgresConfig
+from exporter.probes.postgres import APPLICATION_NAME, PostgresConfig, check_dsn
 from exporter.units import Seconds
 from recovery_webhook.actions.base import ActionConfig, ActionContext, ActionError, BaseAction
 
@@ -51,6 +51,13 @@ class PostgresTerminateConfig(ActionConfig):
     older_than: Seconds = 60.0
     idle_in_transaction: bool = True
     blocking: bool = True
+
+    @field_validator("dsn")
+    @classmethod
+    def _usable(cls, dsn: SecretStr | None) -> SecretStr | None:
+        if dsn is not None:
+            check_dsn(dsn.get_secret_value())
+        return dsn
 
 
 class Action(BaseAction):

@@ -21,7 +21,12 @@ from pika.adapters.blocking_connection import BlockingChannel
 from pydantic import Field, SecretStr, field_validator
 
 from exporter.probes.base import url_password
-from exporter.probes.rabbitmq import RabbitmqConfig, broker_error, connection_parameters
+from exporter.probes.rabbitmq import (
+    RabbitmqConfig,
+    broker_error,
+    check_amqp_url,
+    connection_parameters,
+)
 from recovery_webhook.actions.base import ActionConfig, ActionContext, ActionError, BaseAction
 
 
@@ -33,6 +38,13 @@ class _QueueActionConfig(ActionConfig):
         default=None,
         description="default: the alert's `queue` label, else the probe's only queue",
     )
+
+    @field_validator("url")
+    @classmethod
+    def _usable(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None:
+            check_amqp_url(url.get_secret_value())
+        return url
 
 
 class _MoveConfig(_QueueActionConfig):

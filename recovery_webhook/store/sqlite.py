@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from exporter.private_files import make_private, open_private
 from recovery_webhook.store.base import Store
 from recovery_webhook.store.buffer import MAX_ROWS
 from recovery_webhook.store.errors import StoreError
@@ -31,6 +33,12 @@ class SqliteDialect:
     def connect(self) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # 0600 whatever the umask: it holds what repair commands printed.
+            # SQLite gives the WAL and SHM files the database file's mode when it
+            # creates them; existing ones are tightened.
+            os.close(open_private(self.path, os.O_RDWR))
+            for suffix in ("-wal", "-shm"):
+                make_private(Path(f"{self.path}{suffix}"))
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the history file {self.path}: {exc}") from None

@@ -131,7 +131,7 @@ async def _attempt_events(app) -> list[dict]:
 
 TALKATIVE = """
 import os, sys, time
-print("label:", os.environ["ALERT_DESK"], "component:", os.environ["PIPELINE_COMPONENT"])
+print("label:", os.environ["ALERT_LABEL_DESK"], "component:", os.environ["PIPELINE_COMPONENT"])
 print("dsn:", os.environ["LEAK"])
 print("x" * 20000)
 sys.stdout.flush()

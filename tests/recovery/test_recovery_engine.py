@@ -33,7 +33,7 @@ from recovery.recovery_support import (
 
 pytestmark = pytest.mark.integration
 
-APPEND = "import os, sys; open(sys.argv[1], 'a').write(os.environ['ALERT_ALERTNAME'] + '\\n')"
+APPEND = "import os, sys; open(sys.argv[1], 'a').write(os.environ['ALERT_LABEL_ALERTNAME'] + '\\n')"
 
 
 def _runs(counter: Path) -> int:
@@ -333,7 +333,7 @@ async def test_an_action_that_cannot_succeed_escalates_without_retrying(
 # Appends "start|end <component> <instance> <time>" around a 0.3 s pause.
 SPAN = (
     "import os, sys, time\n"
-    "who = os.environ['ALERT_COMPONENT'] + ' ' + os.environ['ALERT_INSTANCE']\n"
+    "who = os.environ['ALERT_LABEL_COMPONENT'] + ' ' + os.environ['ALERT_LABEL_INSTANCE']\n"
     "open(sys.argv[1], 'a').write(f'start {who} {time.time()}\\n')\n"
     "time.sleep(0.3)\n"
     "open(sys.argv[1], 'a').write(f'end {who} {time.time()}\\n')\n"

@@ -492,9 +492,9 @@ def test_audit_lines_keep_their_order_and_stay_one_per_event(tmp_path: Path) -> 
     ]
     last = matches[300]
     assert last is not None and (last["level"], last["event"]) == ("ERROR", "FAILURE_DETECTED")
-    # A line break in a value cannot start a forged line.
+    # A line break in a value cannot start a forged line: the value is a JSON string.
     assert last["payload"] == (
-        "component=database, error=line one\\nERROR - FAILURE_DETECTED: forged"
+        'component=database, error="line one\\nERROR - FAILURE_DETECTED: forged"'
     )
     # Each AuditLog writes only its own events.
     assert "fingerprint=g" not in "\n".join(lines)
