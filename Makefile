@@ -2,7 +2,8 @@
 #   make run    install into .venv and start the monitor with the built-in config,
 #               with Prometheus and Alertmanager beside it (deploy/localstack.py)
 #   make test   install what the tests need (apt packages too, when root), then
-#               ruff, mypy and pytest
+#               ruff, mypy and pytest, with throwaway PostgreSQL, MariaDB, Redis and
+#               RabbitMQ servers where none runs here (deploy/testservers.py)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -11,6 +12,7 @@ APT_PACKAGES := prometheus prometheus-alertmanager prometheus-blackbox-exporter 
 .PHONY: run test venv test-deps lint typecheck pytest clean
 
 $(BIN)/pipeline-monitor: pyproject.toml
+	$(PYTHON) deploy/debian.py venv
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
@@ -22,7 +24,7 @@ run: venv
 	$(BIN)/python deploy/localstack.py $(ARGS)
 
 test-deps: venv
-	deploy/install-test-deps $(APT_PACKAGES)
+	$(BIN)/python deploy/testservers.py --install-only $(APT_PACKAGES)
 
 lint: venv
 	$(BIN)/ruff check .
@@ -32,7 +34,7 @@ typecheck: venv
 	$(BIN)/mypy
 
 pytest: venv
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python deploy/testservers.py -- $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: test-deps lint typecheck pytest
 

@@ -40,6 +40,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -71,6 +72,11 @@ CHROMIUM_ARGS = [
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 TOKEN = "status-page-demo-token-" + "x" * 8
+
+
+def _address(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}"
 
 
 class ValidationStandin:
@@ -232,14 +238,13 @@ class Stack:
             else []
         )
         down = ["PipelineComponentDown", "ManualRecovery"]
+        targets = [_address(self.postgres_dsn), _address(self.amqp_url)]
         reconnect = [{"type": "reconnect"}]
         data: dict[str, Any] = {
             "check_interval": self.check_interval,
             "state_dir": str(self.state_dir),
             "components": {
-                "network": component(
-                    {"type": "tcp", "targets": ["127.0.0.1:5432", "127.0.0.1:5672"]}, "network"
-                ),
+                "network": component({"type": "tcp", "targets": targets}, "network"),
                 "validation_service": component(
                     {
                         "type": "http",
