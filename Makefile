@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh Debian machine:
-#   make run    install into .venv and start the monitor with the built-in config,
-#               with Prometheus and Alertmanager beside it (deploy/localstack.py)
+#   make run    install into .venv and start the monitor with Prometheus and
+#               Alertmanager beside it (deploy/localstack.py); without a config, a
+#               demo pipeline too, which `make demo-break` breaks
 #   make test   install what the tests need (apt packages too, when root), then
 #               ruff, mypy and pytest, with throwaway PostgreSQL, MariaDB, Redis and
 #               RabbitMQ servers where none runs here (deploy/testservers.py)
@@ -9,7 +10,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 APT_PACKAGES := prometheus prometheus-alertmanager prometheus-blackbox-exporter chromium
 
-.PHONY: run test venv test-deps lint typecheck pytest clean
+.PHONY: run demo-break test venv test-deps lint typecheck pytest clean
 
 $(BIN)/pipeline-monitor: pyproject.toml
 	$(PYTHON) deploy/debian.py venv
@@ -22,6 +23,9 @@ venv: $(BIN)/pipeline-monitor
 
 run: venv
 	$(BIN)/python deploy/localstack.py $(ARGS)
+
+demo-break: venv
+	$(BIN)/python deploy/demo.py break
 
 test-deps: venv
 	$(BIN)/python deploy/testservers.py --install-only $(APT_PACKAGES)

@@ -37,6 +37,7 @@ from types import FrameType
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import debian  # noqa: E402 - deploy/ is not a package
 import servers  # noqa: E402
+import throwaway  # noqa: E402
 
 ENV_VARS = {
     "postgres": "PIPELINE_TEST_POSTGRES_DSN",
@@ -44,8 +45,7 @@ ENV_VARS = {
     "redis": "PIPELINE_TEST_REDIS_URL",
     "rabbitmq": "PIPELINE_TEST_AMQP_URL",
 }
-MODE_VAR = "PIPELINE_LOCAL_SERVERS"
-MODES = ("auto", "own")
+MODE_VAR = servers.MODE_VAR
 WHO = "test servers"
 
 
@@ -62,10 +62,10 @@ class Choice:
 
 
 def mode_of(environ: Mapping[str, str]) -> str:
-    mode = environ.get(MODE_VAR, "auto") or "auto"
-    if mode not in MODES:
-        raise Stop(f"{WHO}: {MODE_VAR}={mode!r}: expected one of {', '.join(MODES)}")
-    return mode
+    try:
+        return servers.local_mode(environ)
+    except ValueError as exc:
+        raise Stop(f"{WHO}: {exc}") from None
 
 
 def decide(environ: Mapping[str, str], look_at: Mapping[str, str]) -> list[Choice]:
@@ -121,9 +121,9 @@ def describe(choice: Choice) -> str:
     return f"{WHO}: {choice.kind.name:<10} {choice.source:<9} {url}  ({choice.reason})"
 
 
-def start_own(choices: list[Choice], base: Path) -> list[servers.Throwaway]:
+def start_own(choices: list[Choice], base: Path) -> list[throwaway.Throwaway]:
     """Start the throwaway servers side by side (RabbitMQ alone takes seconds)."""
-    started: list[servers.Throwaway] = []
+    started: list[throwaway.Throwaway] = []
     errors: list[str] = []
 
     def one(choice: Choice) -> None:
@@ -131,7 +131,7 @@ def start_own(choices: list[Choice], base: Path) -> list[servers.Throwaway]:
         if paths is None:  # installed just before, so this is unexpected
             errors.append(f"{choice.kind.name}: its programs are missing")
             return
-        server = servers.Throwaway(choice.kind, base / choice.kind.key, paths)
+        server = throwaway.Throwaway(choice.kind, base / choice.kind.key, paths)
         started.append(server)
         try:
             choice.url = server.start()
@@ -150,7 +150,7 @@ def start_own(choices: list[Choice], base: Path) -> list[servers.Throwaway]:
     return started
 
 
-def stop_all(started: list[servers.Throwaway]) -> None:
+def stop_all(started: list[throwaway.Throwaway]) -> None:
     for server in started:
         server.stop()
 
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, interrupted)
     base = Path(tempfile.mkdtemp(prefix="pipeline-test-servers-"))
     base.chmod(0o755)  # the servers that refuse root run as their package's user
-    started: list[servers.Throwaway] = []
+    started: list[throwaway.Throwaway] = []
     try:
         started = start_own(choices, base)
         for choice in choices:
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         stop_all(started)
         if started:
             print(f"{WHO}: stopped the throwaway servers", flush=True)
-        servers.remove_tree(base)
+        throwaway.remove_tree(base)
 
 
 if __name__ == "__main__":
