@@ -139,6 +139,8 @@ def test_make_run_on_a_clean_clone_shows_the_whole_loop(tmp_path: Path) -> None:
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
         code = process.wait(60)
         reader.join(10)
+        if process.stdout is not None:
+            process.stdout.close()
     assert code in (0, -signal.SIGINT), (code, "".join(log))
     for port in ports.values():
         with pytest.raises(OSError):
