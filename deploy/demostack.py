@@ -5,8 +5,9 @@ a PostgreSQL for the ``database`` component and a RabbitMQ for the worker's queu
 and a storage directory. For each server it uses the one running here when it
 takes the built-in config's login (PostgreSQL ``postgres`` on 127.0.0.1:5432, only
 read; RabbitMQ ``guest`` on 127.0.0.1:5672, a queue of the demo's own), or else a
-throwaway one in the demo's directory (deploy/servers.py); ``PIPELINE_LOCAL_SERVERS=own``
-always starts throwaway ones. A part it cannot provide is left out of the demo's
+throwaway one (deploy/throwaway.py); ``PIPELINE_LOCAL_SERVERS=own``
+always starts throwaway ones (in a temporary directory, removed at the end).
+A part it cannot provide is left out of the demo's
 config, with a line saying why, rather than shown as down.
 """
 
@@ -16,6 +17,7 @@ import contextlib
 import secrets
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -59,6 +61,7 @@ class Demo:
         self.queue = f"pipeline-demo-articles-{secrets.token_hex(3)}"
         self.worker: subprocess.Popen[bytes] | None = None
         self.validator_port = 0
+        self.servers_dir: Path | None = None
 
     # -- what is there --------------------------------------------------------------
 
@@ -86,9 +89,10 @@ class Demo:
         """The servers, then the validation service, then the worker (which needs both)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / "storage").mkdir(exist_ok=True)
-        throwaway.remove_tree(self.directory / "servers")  # a crashed run's leftovers
-        (self.directory / "servers").mkdir(mode=0o755)
-        self.directory.chmod(0o755)  # PostgreSQL runs as its own user when we are root
+        # Throwaway servers go to a temporary directory, not the state directory:
+        # as root, PostgreSQL runs as its own user, who cannot enter /root.
+        self.servers_dir = Path(tempfile.mkdtemp(prefix="pipeline-demo-servers-"))
+        self.servers_dir.chmod(0o755)
         threads = [
             threading.Thread(target=self._provide, args=(p,), name=p.component)
             for p in self.parts.values()
@@ -121,7 +125,7 @@ class Demo:
         if paths is None:
             part.why += f"; {part.kind.name} is not installed (Debian: {part.kind.package})"
             return
-        server = throwaway.Throwaway(part.kind, self.directory / "servers" / part.component, paths)
+        server = throwaway.Throwaway(part.kind, self.servers_dir / part.component, paths)
         part.server = server
         try:
             part.url = server.start()
@@ -176,7 +180,8 @@ class Demo:
         for part in self.parts.values():
             if part.server is not None:
                 part.server.stop()
-        throwaway.remove_tree(self.directory / "servers")
+        if self.servers_dir is not None:
+            throwaway.remove_tree(self.servers_dir)
 
     # -- the config and the words ------------------------------------------------------
 
