@@ -121,6 +121,7 @@ class Demo:
             self._start_worker()
 
     def _provide(self, part: Part) -> None:
+        assert self.servers_dir is not None  # made by start()
         paths = servers.programs(part.kind)
         if paths is None:
             part.why += f"; {part.kind.name} is not installed (Debian: {part.kind.package})"
@@ -229,6 +230,8 @@ class Demo:
                 "rules": rules,
             },
             "audit": {"file": str(self.directory / "audit.log")},
+            # The page must show the fault before the repair ends it, seconds later.
+            "status_page": {"refresh_seconds": 1},
         }
         path = self.directory / "pipeline.yml"
         path.write_text(

@@ -115,10 +115,9 @@ def programs(kind: Kind, environ: Mapping[str, str] | None = None) -> dict[str, 
         bindir = Path(found).resolve().parent  # /usr/local/bin/initdb may be a link
         paths = {name: str(bindir / name) for name in kind.programs}
         return paths if all(os.access(p, os.X_OK) for p in paths.values()) else None
-    paths = {name: find_program(name, environ) for name in kind.programs}
-    if any(p is None for p in paths.values()):
-        return None
-    return {name: p for name, p in paths.items() if p is not None}
+    found_paths = {name: find_program(name, environ) for name in kind.programs}
+    paths = {name: p for name, p in found_paths.items() if p is not None}
+    return paths if len(paths) == len(kind.programs) else None
 
 
 def free_port() -> int:

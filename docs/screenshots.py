@@ -19,6 +19,10 @@ Chromium (Debian's ``/usr/bin/chromium``; nothing is downloaded):
 Each at desktop (1280x800) and phone (390x844) size: ``operational-desktop.png``,
 ``operational-phone.png``, ``delayed-…``, ``down-…``. The queue is deleted at the end.
 
+Then the demo pipeline that `make run` starts without a config, green, broken and
+repaired by the loop (``demo-*.png``, docs/demo_screenshots.py). ``--only states``
+or ``--only demo`` makes one set.
+
 The :class:`Stack` here is also what the browser tests drive (tests/browser).
 """
 
@@ -45,8 +49,9 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, ROOT / "docs"):  # run as a script from anywhere
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 from recovery_webhook.app import make_app  # noqa: E402
 from recovery_webhook.config import AppConfig  # noqa: E402
@@ -468,6 +473,21 @@ def take_screenshots(out: Path) -> list[Path]:
     return saved
 
 
+def take_demo_screenshots(out: Path) -> list[Path]:
+    """The demo pipeline of `make run` (docs/demo_screenshots.py)."""
+    from demo_screenshots import take_demo_screenshots as take
+    from playwright.sync_api import sync_playwright
+
+    out.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            saved: list[Path] = take(browser, out)
+        finally:
+            browser.close()
+    return saved
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -476,8 +496,13 @@ def main(argv: list[str] | None = None) -> int:
         default=ROOT / "docs" / "screenshots",
         help="directory for the PNGs (default: docs/screenshots)",
     )
+    parser.add_argument(
+        "--only", choices=["states", "demo"], help="only the three states, or only the demo"
+    )
     args = parser.parse_args(argv)
-    for path in take_screenshots(args.out):
+    saved = [] if args.only == "demo" else take_screenshots(args.out)
+    saved += [] if args.only == "states" else take_demo_screenshots(args.out)
+    for path in saved:
         print(path)
     return 0
 

@@ -165,6 +165,9 @@ def test_make_run_starts_the_local_stack_and_ctrl_c_stops_it(tmp_path: Path) -> 
                 break
         text = "".join(lines)
         assert "local stack is up" in text, text
+        # With a config file no demo runs.
+        assert "demo" not in text, text
+        assert not (tmp_path / "state" / "demo").exists()
         for name, port in ports.items():
             assert f"127.0.0.1:{port}" in text, (name, text)
         assert get(f"http://127.0.0.1:{ports['monitor']}/healthz") == 200
