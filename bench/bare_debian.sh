@@ -82,6 +82,12 @@ took debootstrap; disk debootstrap
 
 mount_all
 cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
+# Certificate authorities this host adds to Debian's (a proxy that inspects TLS
+# has one): the chroot's ca-certificates takes them in when it is installed below.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    mkdir -p "$ROOTFS/usr/local/share/ca-certificates"
+    cp /usr/local/share/ca-certificates/*.crt "$ROOTFS/usr/local/share/ca-certificates/"
+fi
 # A chroot has no init: a package's service must not start here (on this host's
 # network, beside this host's servers). Packages are installed; nothing is started.
 printf '#!/bin/sh\nexit 101\n' >"$ROOTFS/usr/sbin/policy-rc.d"; chmod +x "$ROOTFS/usr/sbin/policy-rc.d"
