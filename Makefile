@@ -8,7 +8,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := prometheus prometheus-alertmanager prometheus-blackbox-exporter chromium
+# curl: the README's examples (and their test) use it; a bare Debian has none.
+APT_PACKAGES := prometheus prometheus-alertmanager prometheus-blackbox-exporter chromium curl
 
 .PHONY: run demo-break test venv test-deps lint typecheck pytest clean
 

@@ -48,6 +48,9 @@ disk() { echo "bare-debian: disk after $1: $(du -sm --one-file-system "$ROOTFS" 
 
 mounted=()
 mount_all() {
+    # The root filesystem a mount point of its own, as / is on a machine: tools that
+    # set mount propagation (unshare --mount, which a test uses) need that.
+    mount --bind "$ROOTFS" "$ROOTFS"; mounted+=("$ROOTFS")
     mount -t proc proc "$ROOTFS/proc"; mounted+=("$ROOTFS/proc")
     mount -t sysfs sysfs "$ROOTFS/sys"; mounted+=("$ROOTFS/sys")
     mount --bind /dev "$ROOTFS/dev"; mounted+=("$ROOTFS/dev")
@@ -60,7 +63,7 @@ cleanup() {
     mounted=()
     if [[ ${KEEP:-0} != 1 && -d $ROOTFS ]]; then
         # Only once nothing is mounted below it: never delete through a bind mount.
-        if ! grep -q " $ROOTFS/" /proc/mounts; then rm -rf --one-file-system "$ROOTFS"; fi
+        if ! grep -q " $ROOTFS[/ ]" /proc/mounts; then rm -rf --one-file-system "$ROOTFS"; fi
     fi
 }
 trap cleanup EXIT

@@ -114,19 +114,28 @@ def test_without_root_it_names_the_package_to_install(tmp_path: Path) -> None:
     package = "hello"  # GNU hello: in every Debian release, installed nowhere it matters
     installed = subprocess.run(["dpkg-query", "-W", package], capture_output=True, check=False)
     assert installed.returncode != 0, f"{package} is installed here; pick another package"
-    # The standard library suffices (debian.py runs before the venv exists); a
-    # user other than root may not reach this venv's interpreter, but Debian's.
+    # The standard library suffices (debian.py runs before the venv exists). A user
+    # other than root may reach neither this venv's interpreter nor this checkout
+    # (under /root, say): Debian's python3 runs a copy in a directory open to all.
     python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
     user = "nobody" if os.geteuid() == 0 else None
-    done = subprocess.run(
-        [python, str(REPO / "deploy" / "debian.py"), "install", package],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        user=user,
-        cwd="/",
-        check=False,
-    )
+    public = Path(tempfile.mkdtemp())
+    try:
+        public.chmod(0o755)
+        script = public / "debian.py"
+        shutil.copy(REPO / "deploy" / "debian.py", script)
+        script.chmod(0o644)
+        done = subprocess.run(
+            [python, str(script), "install", package],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            user=user,
+            cwd="/",
+            check=False,
+        )
+    finally:
+        shutil.rmtree(public)
     assert done.returncode == 1, done
     assert done.stderr.strip().splitlines() == [
         f"make: missing Debian packages: {package} (not root): as root, apt-get install {package}"
