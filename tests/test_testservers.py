@@ -235,3 +235,28 @@ def _program(name: str) -> str | None:
         sys.path.pop(0)
     found: str | None = servers.find_program(name)
     return found or shutil.which(name)
+
+
+def test_make_run_without_apt_names_what_to_install_and_starts_nothing(tmp_path: Path) -> None:
+    """`make run`'s stack without Prometheus' programs nor apt-get: one line, exit 1."""
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    config = tmp_path / "pipeline.yml"
+    config.write_text("components: {storage: {probes: [{type: filesystem, path: /tmp}]}}\n")
+    port = free_port()
+    done = subprocess.run(
+        [sys.executable, str(REPO / "deploy" / "localstack.py"), "--config", str(config)]
+        + ["--port", str(port)],
+        env=clean_env(PATH=str(empty), PIPELINE_STATE_DIR=str(tmp_path / "state")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done
+    assert done.stderr.strip().splitlines() == [
+        "make run: missing Debian packages: prometheus prometheus-alertmanager (this is not a"
+        " Debian system with apt-get): as root, apt-get install prometheus"
+        ' prometheus-alertmanager; or make run ARGS="--no-install"'
+    ]
+    assert not (tmp_path / "state" / "local-stack").exists(), "something was started"
