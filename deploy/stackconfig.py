@@ -93,12 +93,17 @@ def _write_secret(path: Path, value: str) -> None:
     path.chmod(0o600)
 
 
+def _print_now(line: str) -> None:
+    # At once, also when stdout is a pipe (make run | tee, a test reading it).
+    print(line, flush=True)
+
+
 @dataclass
 class SlackSink:
     """Stands in for Slack's incoming webhook (and the heartbeat): keeps and prints."""
 
     port: int = 0
-    echo: Callable[[str], None] | None = print
+    echo: Callable[[str], None] | None = field(default_factory=lambda: _print_now)
     messages: list[dict[str, Any]] = field(default_factory=list)
     heartbeats: int = 0
 
