@@ -143,14 +143,15 @@ def test_readme_curl_commands_work_as_shown(monitor: tuple[int, dict[str, str]])
 
 def test_readme_python_example_runs(tmp_path: Path) -> None:
     (example,) = blocks("python")
-    done = subprocess.run(
-        [sys.executable, "-c", example],
-        env=clean_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
+    with listening_on(5432, 5672):  # the built-in config's network path
+        done = subprocess.run(
+            [sys.executable, "-c", example],
+            env=clean_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
     assert done.returncode == 0, done.stderr[-2000:]
     assert re.search(r"^Overall Status: (healthy|degraded|unhealthy)$", done.stdout, re.M)
     assert re.search(r"^Uptime: [\d.]+%$", done.stdout, re.M), done.stdout
