@@ -107,13 +107,16 @@ echo "bare-debian: commit $(git -C "$ROOTFS$SRC" rev-parse --short HEAD)"
 
 step "make test (from nothing)"
 set +e
-in_chroot env PIPELINE_LOCAL_SERVERS=own sh -c "cd $SRC && make test" 2>&1 | tee "$LOG.make-test" | tail -n 25
+in_chroot env PIPELINE_LOCAL_SERVERS=own sh -c "cd $SRC && make test" 2>&1 | tee "$LOG.make-test" \
+    | grep -E '^(make|test servers)|^(FAILED|ERROR) | (passed|failed)'
 status=${PIPESTATUS[0]}
 set -e
 took "make test"; disk "make test"
 echo "bare-debian: of which .venv: $(du -sm "$ROOTFS$SRC/.venv" | cut -f1) MB," \
     "apt's downloaded packages: $(du -sm "$ROOTFS/var/cache/apt/archives" | cut -f1) MB"
-[[ $status -eq 0 ]] || { echo "bare-debian: make test failed ($status); see $LOG.make-test" >&2; exit 1; }
+failed=()
+# Go on after a failure: the next steps still say what they measure.
+[[ $status -eq 0 ]] || { echo "bare-debian: make test failed ($status); see $LOG.make-test" >&2; failed+=("make test"); }
 
 step "make run (own network namespace: nothing on the standard ports)"
 set +e
@@ -121,15 +124,17 @@ isolated sh -c "cd $SRC && python3 bench/first_run.py" 2>&1 | tee "$LOG.make-run
 status=${PIPESTATUS[0]}
 set -e
 took "make run, break, repair, stop"
-[[ $status -eq 0 ]] || { echo "bare-debian: make run failed; see $LOG.make-run" >&2; exit 1; }
+[[ $status -eq 0 ]] || { echo "bare-debian: make run failed; see $LOG.make-run" >&2; failed+=("make run"); }
 
 if [[ ${ISOLATED_TEST:-0} == 1 ]]; then
     step "make test again, in its own network namespace"
     set +e
-    isolated sh -c "cd $SRC && make test" 2>&1 | tee "$LOG.make-test-isolated" | tail -n 5
+    isolated sh -c "cd $SRC && make test" 2>&1 | tee "$LOG.make-test-isolated" | grep -E '^(FAILED|ERROR) |passed|failed'
     status=${PIPESTATUS[0]}
     set -e
     took "make test (isolated)"
-    [[ $status -eq 0 ]] || { echo "bare-debian: isolated make test failed" >&2; exit 1; }
+    [[ $status -eq 0 ]] || { echo "bare-debian: isolated make test failed" >&2; failed+=("isolated make test"); }
 fi
-echo; echo "bare-debian: all steps passed"
+echo
+if ((${#failed[@]})); then echo "bare-debian: FAILED: ${failed[*]}" >&2; exit 1; fi
+echo "bare-debian: all steps passed"
