@@ -51,7 +51,20 @@ def _wait(condition: Any, what: str, timeout: float) -> None:
         time.sleep(0.2)
 
 
-def take_demo_screenshots(browser: Any, out: Path) -> list[Path]:
+def take_demo_screenshots(out: Path) -> list[Path]:
+    from playwright.sync_api import sync_playwright
+    from screenshots import launch_chromium
+
+    out.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            return shoot_demo(browser, out)
+        finally:
+            browser.close()
+
+
+def shoot_demo(browser: Any, out: Path) -> list[Path]:
     ports = [_free_port() for _ in range(3)]
     url = f"http://127.0.0.1:{ports[0]}"
     saved: list[Path] = []

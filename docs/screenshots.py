@@ -473,21 +473,6 @@ def take_screenshots(out: Path) -> list[Path]:
     return saved
 
 
-def take_demo_screenshots(out: Path) -> list[Path]:
-    """The demo pipeline of `make run` (docs/demo_screenshots.py)."""
-    from demo_screenshots import take_demo_screenshots as take
-    from playwright.sync_api import sync_playwright
-
-    out.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            saved: list[Path] = take(browser, out)
-        finally:
-            browser.close()
-    return saved
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -501,7 +486,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     saved = [] if args.only == "demo" else take_screenshots(args.out)
-    saved += [] if args.only == "states" else take_demo_screenshots(args.out)
+    if args.only != "states":
+        from demo_screenshots import take_demo_screenshots  # docs/, beside this file
+
+        saved += take_demo_screenshots(args.out)
     for path in saved:
         print(path)
     return 0
