@@ -1,23 +1,26 @@
 #!/usr/bin/env python3
 """The local stack: the monitor, Prometheus and Alertmanager wired together on loopback.
 
-    python deploy/localstack.py [--config FILE] [--fast] [--port 8000]
+    python deploy/localstack.py [--config FILE] [--fast] [--port 8000] [--no-install]
 
 Prometheus scrapes the monitor and evaluates alert_rules.yml; Alertmanager routes
 the alerts as deploy/alertmanager.yml does, with two local substitutes: Slack
-messages and Watchdog heartbeats go to a small sink that prints them here, and
-the webhook's bearer token is the monitor's own. Without the Prometheus or
-Alertmanager binaries (Debian: prometheus, prometheus-alertmanager) the monitor
-runs alone. Ctrl-C stops everything and leaves nothing running.
+messages and Watchdog heartbeats go to a small sink that prints them here
+(deploy/stackconfig.py), and the webhook's bearer token is the monitor's own.
 
-The functions that render the two configs are also what the end-to-end tests use.
+Without a config it first starts the demo pipeline (deploy/demostack.py) and
+watches that, in the fast profile. Missing Debian packages (Prometheus,
+Alertmanager, the demo's servers) are installed as root; elsewhere one line says
+what to install and nothing starts, unless --no-install says to go without them.
+Ctrl-C stops everything and leaves nothing running.
+
+The functions that start the processes are also what the end-to-end tests use.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -26,13 +29,12 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
-import yaml
+import debian
+import demostack
+import servers
+from stackconfig import SlackSink, render_alertmanager, render_prometheus
 
 from exporter.config import ConfigError, load_config
 from recovery_webhook.auth import resolve_token
@@ -56,130 +58,6 @@ def prometheus_binary() -> str | None:
 
 def alertmanager_binary() -> str | None:
     return find_binary("prometheus-alertmanager", "alertmanager")
-
-
-def render_prometheus(out_dir: Path, monitor: str, alertmanager: str | None, fast: bool) -> Path:
-    """deploy/prometheus(-fast).yml with this stack's addresses and absolute rule paths."""
-    source = DEPLOY / ("prometheus-fast.yml" if fast else "prometheus.yml")
-    config = yaml.safe_load(source.read_text(encoding="utf-8"))
-    config["rule_files"] = [str((source.parent / p).resolve()) for p in config["rule_files"]]
-    for job in config["scrape_configs"]:
-        if job["job_name"] == "pipeline-monitor":
-            job["static_configs"] = [{"targets": [monitor]}]
-    if alertmanager is None:
-        config.pop("alerting", None)
-    else:
-        config["alerting"]["alertmanagers"] = [{"static_configs": [{"targets": [alertmanager]}]}]
-    path = out_dir / "prometheus.yml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    return path
-
-
-def render_alertmanager(
-    out_dir: Path,
-    webhook_url: str,
-    token: str,
-    slack_url: str,
-    heartbeat_url: str,
-    timing: dict[str, str] | None = None,
-) -> Path:
-    """deploy/alertmanager.yml with local secrets files and receivers.
-
-    ``timing`` overrides group_wait/group_interval/repeat_interval on every route
-    (the fast profile and the tests shorten them).
-    """
-    config = yaml.safe_load((DEPLOY / "alertmanager.yml").read_text(encoding="utf-8"))
-    secrets = out_dir / "secrets"
-    secrets.mkdir(parents=True, exist_ok=True)
-    _write_secret(secrets / "slack_webhook_url", slack_url)
-    _write_secret(secrets / "pipeline_api_token", token)
-    _write_secret(secrets / "smtp_password", "unused")
-    config["templates"] = [str((DEPLOY / p).resolve()) for p in config["templates"]]
-    for receiver in config["receivers"]:
-        for slack in receiver.get("slack_configs", []):
-            slack["api_url_file"] = str(secrets / "slack_webhook_url")
-        for hook in receiver.get("webhook_configs", []):
-            if receiver["name"] == "heartbeat":
-                hook["url"] = heartbeat_url
-            else:
-                hook["url"] = webhook_url
-                hook["http_config"]["authorization"]["credentials_file"] = str(
-                    secrets / "pipeline_api_token"
-                )
-        # No mail server here: the email receiver keeps its route, sends nothing.
-        receiver.pop("email_configs", None)
-    config["global"].pop("smtp_auth_password_file", None)
-    if timing:
-        _retime(config["route"], timing)
-    path = out_dir / "alertmanager.yml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    return path
-
-
-def _retime(route: dict[str, Any], timing: dict[str, str], root: bool = True) -> None:
-    # The root's values are inherited; children that set their own get them too.
-    for key, value in timing.items():
-        if root or key in route:
-            route[key] = value
-    for child in route.get("routes", []):
-        _retime(child, timing, root=False)
-
-
-def _write_secret(path: Path, value: str) -> None:
-    path.write_text(value + "\n", encoding="utf-8")
-    path.chmod(0o600)
-
-
-@dataclass
-class SlackSink:
-    """Stands in for Slack's incoming webhook (and the heartbeat): keeps and prints."""
-
-    port: int = 0
-    echo: Callable[[str], None] | None = print
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    heartbeats: int = 0
-
-    def start(self) -> None:
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's spelling
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"ok")
-                if self.path.startswith("/heartbeat"):
-                    sink.heartbeats += 1
-                    return
-                try:
-                    message = json.loads(body)
-                except ValueError:
-                    return
-                sink.messages.append(message)
-                if sink.echo is not None:
-                    for attachment in message.get("attachments") or [message]:
-                        title = attachment.get("title") or attachment.get("text", "")
-                        sink.echo(f"[slack {message.get('channel', '')}] {title}")
-
-            def log_message(self, *args: object) -> None:
-                return
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/slack"
-
-    @property
-    def heartbeat_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/heartbeat"
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 def wait_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -260,68 +138,119 @@ def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
             process.wait()
 
 
-def install_missing() -> None:
-    """Install Prometheus and Alertmanager where this is Debian and we may."""
-    if prometheus_binary() and alertmanager_binary():
-        return
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return
-    print("local-stack: installing prometheus and prometheus-alertmanager (Debian packages)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
-    subprocess.run(
-        [
-            "apt-get",
-            "install",
-            "-y",
-            "-qq",
-            "--no-install-recommends",
-            "prometheus",
-            "prometheus-alertmanager",
-        ],
-        check=False,
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
+def missing_packages() -> list[str]:
+    """Prometheus and Alertmanager, when their programs are not here."""
+    wanted = []
+    if prometheus_binary() is None:
+        wanted.append("prometheus")
+    if alertmanager_binary() is None:
+        wanted.append("prometheus-alertmanager")
+    return wanted
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", help="the monitor's config (default: built-in)")
+    parser.add_argument(
+        "--config", help="the monitor's config (default: none, and the demo pipeline runs)"
+    )
     parser.add_argument(
         "--fast",
         action="store_true",
         help="1s scrapes and short alert delays, for demos (and a 1s check interval"
-        " with the built-in config)",
+        " with the built-in config); the demo pipeline always runs fast",
+    )
+    parser.add_argument(
+        "--no-demo",
+        action="store_true",
+        help="without a config, watch this host with the built-in config instead of the demo",
     )
     parser.add_argument("--port", type=int, default=8000, help="the monitor's port (8000)")
     parser.add_argument("--prometheus-port", type=int, default=9090)
     parser.add_argument("--alertmanager-port", type=int, default=9093)
     parser.add_argument(
-        "--no-install", action="store_true", help="don't apt-get install missing binaries"
+        "--no-install",
+        action="store_true",
+        help="install nothing: run without what is missing, and say what that is",
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     env = dict(os.environ)
-    if args.fast and not args.config:
+    # Until the stack runs, SIGTERM is Ctrl-C: what started so far is stopped.
+    signal.signal(signal.SIGTERM, _interrupt)
+    config_file = args.config or env.get("PIPELINE_CONFIG")
+    the_demo: demostack.Demo | None = None
+    try:
+        if not config_file and not args.no_demo:
+            # The demo's state, config and servers all live in demo/ of the state
+            # directory: the user's own history never sees it.
+            state = load_config(AppConfig, None, env).state_dir.resolve()
+            the_demo = demostack.Demo(state / "demo")
+            the_demo.decide(servers.local_mode(env))
+            args.fast = True
+        wanted = missing_packages() + (the_demo.packages() if the_demo else [])
+        if not args.no_install:
+            debian.ensure(wanted, who="make run", hint='or make run ARGS="--no-install"')
+        elif wanted:
+            print(f"local-stack: not installing {' '.join(wanted)} (--no-install): going without")
+    except (ValueError, ConfigError) as exc:
+        print(f"local-stack: {exc}", file=sys.stderr)
+        return 2
+    except (debian.Missing, subprocess.CalledProcessError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+
+    if the_demo is not None:
+        print("local-stack: starting the demo pipeline", flush=True)
+        try:
+            the_demo.start(f"http://127.0.0.1:{args.port}")
+            config_file = str(the_demo.write_config())
+        except (RuntimeError, OSError, KeyboardInterrupt) as exc:
+            if not isinstance(exc, KeyboardInterrupt):
+                print(f"local-stack: the demo pipeline did not start: {exc}", file=sys.stderr)
+            the_demo.stop()
+            return 1
+        # The demo's own state directory, and none of the user's pipeline settings.
+        env["PIPELINE_STATE_DIR"] = str(the_demo.directory)
+        for name in ("DATABASE_URL", "DATABASE_URL_FILE", "PIPELINE_CONFIG"):
+            env.pop(name, None)
+    elif args.fast and not config_file:
         # A config file keeps its own interval (its probe timeouts are sized for it).
         env.setdefault("PIPELINE_CHECK_INTERVAL", "1")
     try:
         # The monitor's own reading of its config: same state directory, same token.
-        config = load_config(AppConfig, args.config, env)
+        config = load_config(AppConfig, config_file, env)
     except ConfigError as exc:
         print(f"local-stack: {exc}", file=sys.stderr)
+        if the_demo is not None:
+            the_demo.stop()
         return 2
-    state = config.state_dir.resolve()
-    work = state / "local-stack"
-    work.mkdir(parents=True, exist_ok=True)
-    if not args.no_install:
-        install_missing()
+    try:
+        return run_stack(args, config, config_file, env, the_demo)
+    finally:
+        if the_demo is not None:
+            the_demo.stop()
 
+
+def run_stack(
+    args: argparse.Namespace,
+    config: AppConfig,
+    config_file: str | None,
+    env: dict[str, str],
+    the_demo: demostack.Demo | None,
+) -> int:
+    work = config.state_dir.resolve() / "local-stack"
+    work.mkdir(parents=True, exist_ok=True)
     monitor_bin = Path(sys.executable).with_name("pipeline-monitor")
     command = [str(monitor_bin), "run", "--port", str(args.port)]
-    if args.config:
-        command += ["--config", args.config]
+    if config_file:
+        command += ["--config", config_file]
 
     processes: list[subprocess.Popen[bytes]] = []
     sink = SlackSink()
@@ -340,7 +269,10 @@ def main(argv: list[str] | None = None) -> int:
 
         prometheus, alertmanager = prometheus_binary(), alertmanager_binary()
         if prometheus is None or alertmanager is None:
-            print("local-stack: prometheus/alertmanager not installed: running the monitor alone")
+            print(
+                "local-stack: Prometheus or Alertmanager is not installed: running the monitor"
+                " alone (no alerts, so no automatic repairs)"
+            )
         else:
             token = resolve_token(config, env)
             sink.start()
@@ -372,9 +304,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, url in urls:
             print(f"  {name:<13} {url}")
         print(f"  Logs          {work}/*.log")
+        if the_demo is not None:
+            print("\n" + "\n".join(the_demo.describe()))
         print("Slack messages are printed here. Ctrl-C stops everything.\n", flush=True)
         while not stopping.is_set():
-            for process in processes:
+            for process in processes + ([the_demo.worker] if the_demo and the_demo.worker else []):
                 if process.poll() is not None:
                     print(
                         f"local-stack: {process.args[0]} exited ({process.returncode}); see {work}",

@@ -19,6 +19,10 @@ Chromium (Debian's ``/usr/bin/chromium``; nothing is downloaded):
 Each at desktop (1280x800) and phone (390x844) size: ``operational-desktop.png``,
 ``operational-phone.png``, ``delayed-…``, ``down-…``. The queue is deleted at the end.
 
+Then the demo pipeline that `make run` starts without a config, green, broken and
+repaired by the loop (``demo-*.png``, docs/demo_screenshots.py). ``--only states``
+or ``--only demo`` makes one set.
+
 The :class:`Stack` here is also what the browser tests drive (tests/browser).
 """
 
@@ -40,12 +44,14 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, ROOT / "docs"):  # run as a script from anywhere
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 from recovery_webhook.app import make_app  # noqa: E402
 from recovery_webhook.config import AppConfig  # noqa: E402
@@ -71,6 +77,11 @@ CHROMIUM_ARGS = [
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 TOKEN = "status-page-demo-token-" + "x" * 8
+
+
+def _address(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}"
 
 
 class ValidationStandin:
@@ -232,14 +243,13 @@ class Stack:
             else []
         )
         down = ["PipelineComponentDown", "ManualRecovery"]
+        targets = [_address(self.postgres_dsn), _address(self.amqp_url)]
         reconnect = [{"type": "reconnect"}]
         data: dict[str, Any] = {
             "check_interval": self.check_interval,
             "state_dir": str(self.state_dir),
             "components": {
-                "network": component(
-                    {"type": "tcp", "targets": ["127.0.0.1:5432", "127.0.0.1:5672"]}, "network"
-                ),
+                "network": component({"type": "tcp", "targets": targets}, "network"),
                 "validation_service": component(
                     {
                         "type": "http",
@@ -471,8 +481,16 @@ def main(argv: list[str] | None = None) -> int:
         default=ROOT / "docs" / "screenshots",
         help="directory for the PNGs (default: docs/screenshots)",
     )
+    parser.add_argument(
+        "--only", choices=["states", "demo"], help="only the three states, or only the demo"
+    )
     args = parser.parse_args(argv)
-    for path in take_screenshots(args.out):
+    saved = [] if args.only == "demo" else take_screenshots(args.out)
+    if args.only != "states":
+        from demo_screenshots import take_demo_screenshots  # docs/, beside this file
+
+        saved += take_demo_screenshots(args.out)
+    for path in saved:
         print(path)
     return 0
 

@@ -2,11 +2,13 @@
 stand-in validation service, monitors that clean up after themselves, and a
 guard that fails any async test which blocks the event loop.
 
-The services are the ones running on this host (``.ci/run`` starts them in CI).
-A fixture whose service does not answer FAILS the test with the address and the
-error: integration tests never skip, so a missing service cannot pass unnoticed.
-Point the fixtures elsewhere with ``PIPELINE_TEST_POSTGRES_DSN``,
-``PIPELINE_TEST_MYSQL_DSN``, ``PIPELINE_TEST_REDIS_URL`` and ``PIPELINE_TEST_AMQP_URL``.
+The services are found through ``PIPELINE_TEST_POSTGRES_DSN``,
+``PIPELINE_TEST_MYSQL_DSN``, ``PIPELINE_TEST_REDIS_URL`` and ``PIPELINE_TEST_AMQP_URL``
+(default: the servers on this host's standard ports). ``make test`` sets them: to the
+servers running here when they accept the tests' login, else to throwaway servers it
+starts and stops (deploy/testservers.py). A fixture whose service does not answer
+FAILS the test with the address and the error: integration tests never skip, so a
+missing service cannot pass unnoticed.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 from helpers import (
+    AMQP_URL,
+    MYSQL_DSN,
+    POSTGRES_DSN,
+    REDIS_URL,
     AmqpQueue,
     Harness,
     MotoServer,
@@ -38,13 +44,6 @@ from exporter.monitor import Monitor
 from exporter.probes.base import redact_url
 
 pytest_plugins = ["pytester"]
-
-POSTGRES_DSN = os.environ.get(
-    "PIPELINE_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
-)
-MYSQL_DSN = os.environ.get("PIPELINE_TEST_MYSQL_DSN", "mysql://root@127.0.0.1:3306/test")
-REDIS_URL = os.environ.get("PIPELINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-AMQP_URL = os.environ.get("PIPELINE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 
 # A callback that holds the event loop longer than this fails the test (see
 # _no_blocking_event_loop). asyncio measures wall time, so on a loaded 2-core
@@ -70,7 +69,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def _unavailable(service: str, url: str, exc: BaseException) -> None:
     pytest.fail(
         f"{service} is not answering at {redact_url(url)}: {type(exc).__name__}: {exc}\n"
-        "Integration tests need the real service (.ci/run starts it); they never skip.",
+        "Integration tests need the real service (`make test` provides it); they never skip.",
         pytrace=False,
     )
 

@@ -36,6 +36,15 @@ T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parent.parent
 
+# The test servers: the ones running here by default; `make test` points these
+# at throwaway servers where none runs (deploy/testservers.py).
+POSTGRES_DSN = os.environ.get(
+    "PIPELINE_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
+)
+MYSQL_DSN = os.environ.get("PIPELINE_TEST_MYSQL_DSN", "mysql://root@127.0.0.1:3306/test")
+REDIS_URL = os.environ.get("PIPELINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+AMQP_URL = os.environ.get("PIPELINE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+
 
 def console_script(name: str = "pipeline-monitor") -> str:
     """The venv's console script, found next to the running interpreter."""

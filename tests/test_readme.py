@@ -9,10 +9,12 @@ HOME points at a temporary directory, so the README's default token path
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -61,11 +63,40 @@ def get(url: str) -> int:
         return 0
 
 
+@contextlib.contextmanager
+def listening_on(*ports: int) -> Iterator[None]:
+    """Where nothing listens on one of ``ports``, a listener that holds it meanwhile.
+
+    The built-in config's network component reaches 127.0.0.1:5432 and :5672; on a
+    machine whose servers run elsewhere (throwaway test servers on free ports),
+    nothing does, and the README's network repair could not succeed.
+    """
+    held = []
+    try:
+        for port in ports:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    continue
+            listener = socket.socket()
+            listener.bind(("127.0.0.1", port))
+            listener.listen(64)  # the kernel completes the handshakes; no accept needed
+            held.append(listener)
+        yield
+    finally:
+        for listener in held:
+            listener.close()
+
+
 @pytest.fixture
 def monitor(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     """The README's monitor: built-in config, default state directory under HOME."""
     port = free_port()
     env = clean_env(tmp_path)
+    with listening_on(5432, 5672):
+        yield from _run_monitor(port, env)
+
+
+def _run_monitor(port: int, env: dict[str, str]) -> Iterator[tuple[int, dict[str, str]]]:
     process = subprocess.Popen(
         [console_script(), "run", "--port", str(port)],
         env=env,
@@ -112,14 +143,15 @@ def test_readme_curl_commands_work_as_shown(monitor: tuple[int, dict[str, str]])
 
 def test_readme_python_example_runs(tmp_path: Path) -> None:
     (example,) = blocks("python")
-    done = subprocess.run(
-        [sys.executable, "-c", example],
-        env=clean_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
+    with listening_on(5432, 5672):  # the built-in config's network path
+        done = subprocess.run(
+            [sys.executable, "-c", example],
+            env=clean_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
     assert done.returncode == 0, done.stderr[-2000:]
     assert re.search(r"^Overall Status: (healthy|degraded|unhealthy)$", done.stdout, re.M)
     assert re.search(r"^Uptime: [\d.]+%$", done.stdout, re.M), done.stdout
@@ -165,6 +197,9 @@ def test_make_run_starts_the_local_stack_and_ctrl_c_stops_it(tmp_path: Path) -> 
                 break
         text = "".join(lines)
         assert "local stack is up" in text, text
+        # With a config file no demo runs.
+        assert "demo" not in text, text
+        assert not (tmp_path / "state" / "demo").exists()
         for name, port in ports.items():
             assert f"127.0.0.1:{port}" in text, (name, text)
         assert get(f"http://127.0.0.1:{ports['monitor']}/healthz") == 200

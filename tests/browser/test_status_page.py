@@ -321,21 +321,29 @@ def _png_size(path: Path) -> tuple[int, int]:
     return width, height
 
 
+@pytest.mark.timeout(400)
 def test_screenshots_script_makes_every_picture(tmp_path: Path, amqp_url: str, pg_dsn: str):
     out = tmp_path / "shots"
     result = subprocess.run(
         [sys.executable, str(SCREENSHOTS_SCRIPT), "--out", str(out)],
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=360,  # the demo's stack may start throwaway servers first
     )
     assert result.returncode == 0, result.stderr[-3000:]
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(
-        f"{state}-{size}.png"
-        for state in ("operational", "delayed", "down")
-        for size in ("desktop", "phone")
+        [
+            *(
+                f"{state}-{size}.png"
+                for state in ("operational", "delayed", "down")
+                for size in ("desktop", "phone")
+            ),
+            *(f"demo-{name}.png" for name in ("operational", "broken", "repaired")),
+        ]
     )
+    for name in ("operational", "broken", "repaired"):
+        assert _png_size(out / f"demo-{name}.png")[0] == 1280
     for state in ("operational", "delayed", "down"):
         width, height = _png_size(out / f"{state}-desktop.png")
         assert width == 1280 and height >= 800

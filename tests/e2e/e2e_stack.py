@@ -48,6 +48,7 @@ from typing import Any, TypeVar
 import pika
 import yaml
 from faults import ThreadedFaultProxy
+from helpers import AMQP_URL, POSTGRES_DSN, host_port
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,8 +62,9 @@ T = TypeVar("T")
 # ``--detach`` starts it in its own session and waits until it answers.
 STANDIN = ROOT / "tests" / "recovery" / "standin_service.py"
 
-POSTGRES = ("127.0.0.1", 5432)
-RABBITMQ = ("127.0.0.1", 5672)
+# The test servers (PIPELINE_TEST_*: those running here, or throwaway ones).
+POSTGRES = host_port(POSTGRES_DSN)
+RABBITMQ = host_port(AMQP_URL)
 
 CHECK_INTERVAL = 0.5
 # Alertmanager: notify at once, flush groups every second, repeat a firing
